@@ -1,0 +1,247 @@
+"""The public Python API. Every CLI command is a thin wrapper over a function here.
+
+    from prunectl.api import prune, resolve_recipe
+    result = prune(resolve_recipe(flags={"prune.target_sparsity": 0.9}).recipe, out="runs/demo")
+    print(result.pruned_accuracy, result.sparsity["global_sparsity"])
+
+Results are frozen dataclasses with `to_dict()` for JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunectl import __version__
+from prunectl.config import ResolvedRecipe, resolve, to_toml
+from prunectl.config import resolve as resolve_recipe
+from prunectl.data import Dataset, Splits, check_source, load_dataset, make_splits
+from prunectl.errors import RunDirError
+from prunectl.models import check_source as check_model_source
+from prunectl.models import load_state_dict_file, load_weights
+from prunectl.pipeline import PipelineFunction, fresh_model, pipeline_function, run_pipeline
+from prunectl.progress import Progress, SilentProgress
+from prunectl.pruning.engine import RoundRecord
+from prunectl.pruning.masks import check_sparsity, measure_sparsity
+from prunectl.recipe import Recipe
+from prunectl.run import MANIFEST, RECIPE, RunDirectory, atomic_torch_save, atomic_write_json, atomic_write_text
+from prunectl.training import evaluate, resolve_device
+
+__all__ = [
+    "LoadedRun",
+    "PipelineFunction",
+    "PruneResult",
+    "Recipe",
+    "ResolvedRecipe",
+    "load_run",
+    "pipeline_function",
+    "prune",
+    "resolve_recipe",
+]
+
+SPLITS_FILE = "splits.json"
+PRUNED_CHECKPOINT = "pruned.pt"
+BASE_CHECKPOINT = "base.pt"
+MASKS_FILE = "masks.pt"
+PRUNE_RESULT = "prune.json"
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What `prunectl prune` reports: accuracies on holdout (never trained on), sparsity, timing."""
+
+    run_dir: str
+    recipe: dict[str, Any]
+    split_sizes: dict[str, int]
+    base_accuracy: float
+    pruned_accuracy: float
+    base_member_accuracy: float
+    pruned_member_accuracy: float
+    sparsity: dict[str, Any]
+    rounds: tuple[dict[str, Any], ...]
+    seconds: dict[str, float]
+    resumed_from_round: int = 0
+    origins: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedRun:
+    """A finished run's recipe, data, splits and models, ready for the gate or an exporter."""
+
+    path: Path
+    recipe: Recipe
+    data: Dataset
+    splits: Splits
+    base_model: nn.Module
+    pruned_model: nn.Module
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    import numpy
+    import onnx
+    import onnxruntime
+
+    return {
+        "prunectl": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def _check_resumable(run: RunDirectory, recipe: Recipe) -> None:
+    stored = resolve(config=run.file(RECIPE), env={}).recipe
+    if stored != recipe:
+        ours, theirs = _flat(recipe.to_dict()), _flat(stored.to_dict())
+        different = [k for k in ours if ours[k] != theirs.get(k)]
+        raise RunDirError(
+            f"the recipe differs from the one {run.path} was started with ({', '.join(different)}); "
+            f"resume with the same settings, or start a new run"
+        )
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def stored_recipe(run_dir: Path) -> Recipe:
+    """The resolved recipe a run was started with."""
+    return resolve(config=RunDirectory.open_existing(run_dir).file(RECIPE), env={}).recipe
+
+
+def prune(
+    recipe: Recipe,
+    *,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: Progress | None = None,
+    origins: dict[str, str] | None = None,
+) -> PruneResult:
+    """Train (or load) the base model and prune it iteratively into a run directory.
+
+    With `resume=True`, `out` must hold an unfinished run started with the same recipe; it
+    continues from the last finished round and reaches the same weights as an uninterrupted run.
+    """
+    progress = progress or SilentProgress()
+    started = time.perf_counter()
+    check_source(recipe.data)
+    check_model_source(recipe.model)
+    resolve_device(recipe.device)
+    path = Path(out) if out is not None else Path("runs") / recipe.run_name
+    run = RunDirectory.prepare(path, overwrite=overwrite, resume=resume)
+    if resume:
+        _check_resumable(run, recipe)
+    else:
+        atomic_write_text(run.file(RECIPE), to_toml(recipe))
+
+    data = load_dataset(recipe.data)
+    splits = make_splits(data.y, recipe.data, recipe.seed)
+    splits_path = run.file(SPLITS_FILE)
+    if resume and splits_path.is_file():
+        recorded = Splits.from_dict(json.loads(splits_path.read_text()))
+        if recorded.to_dict() != splits.to_dict():
+            raise RunDirError(f"{splits_path} does not match the splits this recipe makes; start a new run")
+    else:
+        atomic_write_json(splits_path, splits.to_dict())
+    load_seconds = time.perf_counter() - started
+
+    output = run_pipeline(recipe, splits.members, splits.dev, recipe.seed, victim=True, run=run, progress=progress)
+
+    started = time.perf_counter()
+    device = resolve_device(recipe.device)
+    atomic_torch_save(run.file(PRUNED_CHECKPOINT), {k: v.cpu() for k, v in output.pruned_model.state_dict().items()})
+    atomic_torch_save(run.file(MASKS_FILE), {k: v.cpu() for k, v in output.outcome.masks.items()})
+    saved = load_state_dict_file(run.file(PRUNED_CHECKPOINT))
+    sparsity = measure_sparsity(saved, list(output.outcome.prunable))
+    check_sparsity(sparsity, recipe.prune.target_sparsity, recipe.prune.scope)
+
+    base_holdout = evaluate(output.base_model, data, splits.holdout, device=device)
+    pruned_holdout = evaluate(output.pruned_model, data, splits.holdout, device=device)
+    base_members = evaluate(output.base_model, data, splits.members, device=device)
+    pruned_members = evaluate(output.pruned_model, data, splits.members, device=device)
+    result = PruneResult(
+        run_dir=str(path),
+        recipe=recipe.to_dict(),
+        split_sizes=splits.sizes(),
+        base_accuracy=base_holdout.accuracy,
+        pruned_accuracy=pruned_holdout.accuracy,
+        base_member_accuracy=base_members.accuracy,
+        pruned_member_accuracy=pruned_members.accuracy,
+        sparsity=sparsity.to_dict(),
+        rounds=tuple(asdict(r) for r in output.outcome.rounds),
+        seconds={
+            "load": load_seconds,
+            "base": output.base_seconds,
+            "prune": output.prune_seconds,
+            "evaluate": time.perf_counter() - started,
+        },
+        resumed_from_round=output.outcome.resumed_from_round,
+        origins=dict(origins or {}),
+    )
+    atomic_write_json(run.file(PRUNE_RESULT), result.to_dict())
+    _write_manifest(run, recipe, result)
+    return result
+
+
+def _write_manifest(run: RunDirectory, recipe: Recipe, result: PruneResult) -> None:
+    """Written last: its presence is what marks the run finished."""
+    files = [RECIPE, SPLITS_FILE, BASE_CHECKPOINT, PRUNED_CHECKPOINT, MASKS_FILE, PRUNE_RESULT]
+    manifest = {
+        "stage": "pruned",
+        "versions": _versions(),
+        "recipe_sha256": hashlib.sha256(to_toml(recipe).encode()).hexdigest(),
+        "files": {name: _sha256(run.file(name)) for name in files if run.file(name).is_file()},
+        "metrics": {
+            "base_accuracy": result.base_accuracy,
+            "pruned_accuracy": result.pruned_accuracy,
+            "global_sparsity": result.sparsity["global_sparsity"],
+        },
+        "seconds": result.seconds,
+    }
+    atomic_write_json(run.file(MANIFEST), manifest)
+
+
+def load_run(run_dir: str | Path) -> LoadedRun:
+    """Load a finished run: its recipe, data, splits, base and pruned models (eval mode, CPU)."""
+    path = Path(run_dir)
+    run = RunDirectory.open_existing(path)
+    if not run.is_finished:
+        raise RunDirError(f"{path} holds an unfinished run; finish it with prunectl prune --resume {path}")
+    recipe = stored_recipe(path)
+    data = load_dataset(recipe.data)
+    splits = Splits.from_dict(json.loads(run.file(SPLITS_FILE).read_text()))
+    models = []
+    for name in (BASE_CHECKPOINT, PRUNED_CHECKPOINT):
+        model = fresh_model(recipe, data, recipe.seed)
+        load_weights(model, load_state_dict_file(run.file(name)), str(run.file(name)))
+        models.append(model.eval())
+    return LoadedRun(path, recipe, data, splits, models[0], models[1])
+

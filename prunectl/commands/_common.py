@@ -1,0 +1,100 @@
+"""What every command shares: the exit-code contract of DESIGN.md and the stderr console."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK = 0
+EXIT_GATE_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
+
+err_console = Console(stderr=True, highlight=False)
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    """Errors that mean "bad input" (exit 2), from every package, imported lazily."""
+    from prunectl.errors import PrunectlError
+
+    types: list[type[BaseException]] = [PrunectlError]
+    try:
+        from exporters.errors import ExporterInputError
+
+        types.append(ExporterInputError)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
+def crash_log_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "prunectl" / "logs"
+
+
+def _write_crash_log() -> Path | None:
+    try:
+        directory = crash_log_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        path = directory / f"crash-{stamp}.log"
+        path.write_text(" ".join(sys.argv) + "\n\n" + traceback.format_exc())
+        return path
+    except OSError:
+        return None
+
+
+def handle_errors(resume_hint: Callable[..., str | None] | None = None) -> Callable[[F], F]:
+    """Turn exceptions into DESIGN.md's exit codes with a one-line message and no traceback.
+
+    `resume_hint(**kwargs)` may return the command that resumes an interrupted run.
+    """
+
+    def decorator(command: F) -> F:
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return command(*args, **kwargs)
+            except typer.Exit:
+                raise
+            except KeyboardInterrupt:
+                hint = resume_hint(**kwargs) if resume_hint else None
+                message = "interrupted"
+                if hint:
+                    message += f"; resume with: {hint}"
+                err_console.print(f"[yellow]{message}[/]")
+                raise typer.Exit(EXIT_INTERRUPTED) from None
+            except _user_error_types() as error:
+                err_console.print(f"[red]error:[/] {error}", soft_wrap=True)
+                raise typer.Exit(EXIT_BAD_INPUT) from None
+            except Exception as error:  # noqa: BLE001 - the last line of defence: exit 3
+                log = _write_crash_log()
+                where = f"; details in {log}" if log else ""
+                err_console.print(
+                    f"[red]internal error (a bug in prunectl):[/] {type(error).__name__}: {error}{where}",
+                    soft_wrap=True,
+                )
+                raise typer.Exit(EXIT_INTERNAL) from None
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+def print_json(payload: Any) -> None:
+    """Results on stdout (only with --json); everything else goes to stderr."""
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,253 @@
+"""Config resolution in one place: CLI flag > `PRUNECTL_*` environment > file > default.
+
+Every recipe field has a dotted name (`prune.target_sparsity`, `seed`) that is also its key in
+the TOML file (`[prune] target_sparsity = 0.9`) and, upper-cased with dots as underscores,
+its environment variable (`PRUNECTL_PRUNE_TARGET_SPARSITY`). :func:`resolve` returns the
+validated recipe together with where each value came from, so a summary can show it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prunectl.errors import RecipeError
+from prunectl.recipe import SECTIONS, TOP_LEVEL, Recipe, validate
+
+ENV_PREFIX = "PRUNECTL_"
+ORIGINS = ("default", "file", "env", "flag")
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    dotted: str
+    section: str | None
+    name: str
+    annotation: Any
+
+    @property
+    def env_var(self) -> str:
+        return ENV_PREFIX + self.dotted.upper().replace(".", "_")
+
+
+def _fields() -> dict[str, FieldInfo]:
+    hints = typing.get_type_hints(Recipe)
+    found: dict[str, FieldInfo] = {}
+    for name in TOP_LEVEL:
+        found[name] = FieldInfo(name, None, name, hints[name])
+    for section, cls in SECTIONS.items():
+        for name, annotation in typing.get_type_hints(cls).items():
+            dotted = f"{section}.{name}"
+            found[dotted] = FieldInfo(dotted, section, name, annotation)
+    return found
+
+
+FIELDS: dict[str, FieldInfo] = _fields()
+
+
+@dataclass(frozen=True)
+class ResolvedRecipe:
+    """The validated recipe and, for every dotted field, where its value came from."""
+
+    recipe: Recipe
+    origins: dict[str, str]
+
+    def origin(self, dotted: str) -> str:
+        return self.origins.get(dotted, "default")
+
+
+def _type_name(annotation: Any) -> str:
+    base, optional = _unwrap_optional(annotation)
+    name = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(base)
+    if name is None:
+        name = "a list of integers"
+    return name + (" (or unset)" if optional else "")
+
+
+def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+    args = typing.get_args(annotation)
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        non_none = [a for a in args if a is not type(None)]
+        return non_none[0], True
+    return annotation, False
+
+
+def coerce(info: FieldInfo, value: Any, *, from_text: bool = False) -> Any:
+    """Convert a file, environment or flag value to the field's type, or say what is expected."""
+    base, optional = _unwrap_optional(info.annotation)
+    where = info.env_var if from_text else info.dotted
+    if from_text and isinstance(value, str):
+        text = value.strip()
+        if optional and text.lower() in ("", "none", "null"):
+            return None
+        value = text
+    try:
+        if value is None:
+            if optional:
+                return None
+            raise ValueError
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+                return value.lower() in ("true", "1", "yes")
+            raise ValueError
+        if base is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if base is float:
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)
+            if math.isnan(number):
+                raise ValueError
+            return number
+        if base is str:
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+        # tuple[int, ...]
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or any(isinstance(i, bool) for i in items):
+            raise ValueError
+        return tuple(int(i) for i in items)
+    except (TypeError, ValueError):
+        raise RecipeError(f"{where} = {value!r} is invalid; expected {_type_name(info.annotation)}") from None
+
+
+def load_file(path: Path) -> dict[str, Any]:
+    """Read a recipe file: `prunectl.toml`, or `[tool.prunectl]` of a pyproject.toml."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RecipeError(f"config file {path} does not exist; pass an existing --config file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise RecipeError(f"cannot read config file {path}: {error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise RecipeError(f"config file {path} is not valid TOML: {error}") from None
+    if path.name == "pyproject.toml":
+        raw = raw.get("tool", {}).get("prunectl")
+        if raw is None:
+            raise RecipeError(f"{path} has no [tool.prunectl] table; add one or pass a prunectl.toml")
+    return flatten_file(raw, str(path))
+
+
+def flatten_file(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Nested TOML tables → dotted keys; unknown keys are errors that list the known ones."""
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in SECTIONS:
+            if not isinstance(value, Mapping):
+                raise RecipeError(f"{where}: [{key}] must be a table")
+            for sub_key, sub_value in value.items():
+                dotted = f"{key}.{sub_key}"
+                if dotted not in FIELDS:
+                    known = ", ".join(f.name for f in FIELDS.values() if f.section == key)
+                    raise RecipeError(f"{where}: unknown key {dotted!r}; [{key}] accepts: {known}")
+                flat[dotted] = sub_value
+        elif key in FIELDS:
+            flat[key] = value
+        else:
+            known = ", ".join(list(TOP_LEVEL) + [f"[{s}]" for s in SECTIONS])
+            raise RecipeError(f"{where}: unknown key {key!r}; top-level keys are: {known}")
+    return flat
+
+
+def _build(values: Mapping[str, Any]) -> Recipe:
+    top = {k: v for k, v in values.items() if "." not in k}
+    sections = {
+        section: cls(**{FIELDS[k].name: v for k, v in values.items() if FIELDS[k].section == section})
+        for section, cls in SECTIONS.items()
+    }
+    return Recipe(**top, **sections)
+
+
+def resolve(
+    *,
+    config: Path | None = None,
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    base: Recipe | None = None,
+) -> ResolvedRecipe:
+    """Merge defaults (or `base`) < file < environment < flags, coerce, validate.
+
+    `flags` maps dotted field names to values; `None` means "flag not given".
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    if base is not None:
+        for dotted in FIELDS:
+            values[dotted] = _get(base, dotted)
+    if config is not None:
+        for dotted, value in load_file(config).items():
+            values[dotted] = coerce(FIELDS[dotted], value)
+            origins[dotted] = "file"
+    for dotted, info in FIELDS.items():
+        if info.env_var in env:
+            values[dotted] = coerce(info, env[info.env_var], from_text=True)
+            origins[dotted] = "env"
+    unknown_env = sorted(
+        k for k in env if k.startswith(ENV_PREFIX) and k not in {f.env_var for f in FIELDS.values()} and k not in NON_RECIPE_ENV
+    )
+    if unknown_env:
+        raise RecipeError(f"unknown environment variable {unknown_env[0]}; recipe variables look like PRUNECTL_PRUNE_TARGET_SPARSITY")
+    for dotted, value in (flags or {}).items():
+        if value is None:
+            continue
+        values[dotted] = coerce(FIELDS[dotted], value)
+        origins[dotted] = "flag"
+    recipe = validate(_build(values))
+    return ResolvedRecipe(recipe, origins)
+
+
+# Environment variables that configure prunectl itself rather than a recipe field.
+NON_RECIPE_ENV = frozenset({"PRUNECTL_CACHE_DIR", "PRUNECTL_FAULT"})
+
+
+def _get(recipe: Recipe, dotted: str) -> Any:
+    obj: Any = recipe
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def to_toml(recipe: Recipe) -> str:
+    """Write a recipe as TOML that :func:`load_file` reads back to the same recipe."""
+    lines = []
+    for name in TOP_LEVEL:
+        value = getattr(recipe, name)
+        if value is not None:
+            lines.append(f"{name} = {_toml_value(value)}")
+    for section in SECTIONS:
+        lines.append("")
+        lines.append(f"[{section}]")
+        for item in dataclasses.fields(getattr(recipe, section)):
+            value = getattr(getattr(recipe, section), item.name)
+            if value is not None:
+                lines.append(f"{item.name} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")

@@ -1,0 +1,67 @@
+"""The Defense protocol: how a privacy defense hooks into fine-tuning without the engine knowing it.
+
+The engine calls, in order: `setup(context)` once before the first fine-tuning epoch (it may
+train helper models with `context.fit`), then per epoch `epoch_indices(epoch, members)` (the
+epoch counter runs on across rounds), and per batch `batch_loss(logits, labels, indices)` and
+`optimizer_overrides(indices)` (optimizer settings for that batch only). The base class is the
+undefended behaviour; a defense overrides only the hooks it needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from prunectl.data import Dataset
+from prunectl.recipe import Recipe
+
+
+@dataclass(frozen=True)
+class DefenseContext:
+    """What a defense may use in `setup`: the data, the splits it trains on, and the fit loop.
+
+    `build_model()` returns a freshly initialised model of the recipe's architecture and
+    `fit(model, indices, seed)` trains it with the recipe's base-training settings, so helper
+    models (e.g. for memorization scores) use exactly the victim's code path.
+    """
+
+    recipe: Recipe
+    data: Dataset
+    members: np.ndarray
+    dev: np.ndarray
+    seed: int
+    device: torch.device
+    total_epochs: int
+    build_model: Callable[[int], nn.Module]
+    fit: Callable[[nn.Module, np.ndarray, int], nn.Module]
+    base_model: nn.Module
+
+
+class Defense:
+    """No defense: every member in every epoch, plain cross-entropy, no per-batch settings."""
+
+    name = "none"
+
+    def setup(self, context: DefenseContext) -> None:
+        """Called once before fine-tuning (again after a resume, so keep it deterministic)."""
+
+    def epoch_indices(self, epoch: int, members: np.ndarray) -> np.ndarray:
+        """Dataset indices to train on in fine-tuning epoch `epoch` (0-based, across rounds)."""
+        return members
+
+    def batch_loss(self, logits: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, labels)
+
+    def optimizer_overrides(self, indices: torch.Tensor) -> dict[str, float] | None:
+        """Optimizer settings (e.g. `{"weight_decay": 5e-3}`) for this batch only, or None."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """What the run directory records about the defense."""
+        return {"name": self.name}

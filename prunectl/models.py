@@ -1,0 +1,314 @@
+"""Model sources in one registry: builtin nets, torchvision architectures, TorchScript, state dicts.
+
+A model source builds an untrained network for the data's input shape and classes. A base
+checkpoint (`model.checkpoint`, or the file of `state-dict:FILE`) is only loaded for the victim;
+shadows call the same builder with `load_weights=False` and train from a fresh initialisation,
+so they repeat the victim's whole recipe. Everything is loaded with `weights_only=True`:
+nothing untrusted is unpickled.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from prunectl.errors import ModelError
+from prunectl.recipe import ModelSpec
+from prunectl.registry import Registry
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What a model source needs to know about the data."""
+
+    input_shape: tuple[int, ...]
+    num_classes: int
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.input_shape) == 3
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """`build(arg, spec, shape)` returns a freshly initialised model; `needs_arg`: ':' part required."""
+
+    build: Callable[[str | None, ModelSpec, DataShape], nn.Module]
+    needs_arg: bool
+    arg_is_path: bool
+    weights_from_arg: bool = False
+
+
+MODEL_SOURCES: Registry[ModelKind] = Registry("model source", ModelError)
+
+
+class SmallCNN(nn.Module):
+    """Two conv blocks and two linear layers: small enough for CPU, big enough to overfit."""
+
+    def __init__(self, in_channels: int, height: int, width: int, num_classes: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(64 * (height // 4) * (width // 4), 128),
+            nn.ReLU(),
+            nn.Linear(128, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class MLP(nn.Module):
+    """Flatten, then `widths` hidden ReLU layers."""
+
+    def __init__(self, in_features: int, widths: tuple[int, ...], num_classes: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        previous = in_features
+        for width in widths:
+            layers += [nn.Linear(previous, width), nn.ReLU()]
+            previous = width
+        layers.append(nn.Linear(previous, num_classes))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def _build_cnn(arg: str | None, spec: ModelSpec, shape: DataShape) -> nn.Module:
+    if not shape.is_image:
+        raise ModelError(f"builtin:cnn needs image data (C, H, W) but the data has shape {shape.input_shape}; use builtin:mlp")
+    channels, height, width = shape.input_shape
+    if height < 4 or width < 4:
+        raise ModelError(f"builtin:cnn needs images of at least 4x4, got {height}x{width}")
+    return SmallCNN(channels, height, width, shape.num_classes)
+
+
+def _build_mlp(arg: str | None, spec: ModelSpec, shape: DataShape) -> nn.Module:
+    return MLP(math.prod(shape.input_shape), tuple(spec.widths), shape.num_classes)
+
+
+def torchvision_architectures() -> list[str]:
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def _build_torchvision(arg: str | None, spec: ModelSpec, shape: DataShape) -> nn.Module:
+    """Random init (never downloaded weights), `num_classes` set, first conv adapted to the channels."""
+    import torchvision
+
+    architectures = torchvision_architectures()
+    if arg not in architectures:
+        raise ModelError(f"unknown torchvision architecture {arg!r}; choose one of: {', '.join(architectures)}")
+    if not shape.is_image:
+        raise ModelError(f"torchvision:{arg} needs image data (C, H, W) but the data has shape {shape.input_shape}")
+    try:
+        model = torchvision.models.get_model(arg, weights=None, num_classes=shape.num_classes)
+    except (TypeError, ValueError) as error:
+        raise ModelError(f"torchvision:{arg} cannot be built for {shape.num_classes} classes: {error}") from None
+    _adapt_first_conv(model, shape.input_shape[0])
+    return model
+
+
+def _adapt_first_conv(model: nn.Module, channels: int) -> None:
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, nn.Conv2d):
+                if child.in_channels != channels:
+                    setattr(
+                        parent,
+                        name,
+                        nn.Conv2d(
+                            channels,
+                            child.out_channels,
+                            child.kernel_size,
+                            child.stride,
+                            child.padding,
+                            child.dilation,
+                            child.groups if child.groups == 1 else channels,
+                            bias=child.bias is not None,
+                        ),
+                    )
+                return
+
+
+def _build_torchscript(arg: str | None, spec: ModelSpec, shape: DataShape) -> nn.Module:
+    """A TorchScript archive is code plus weights; it is loaded only from an explicit source."""
+    path = Path(str(arg))
+    try:
+        return torch.jit.load(str(path), map_location="cpu")
+    except (RuntimeError, ValueError, OSError) as error:
+        raise ModelError(f"{path} is not a loadable TorchScript archive ({str(error).splitlines()[0]}); save it with torch.jit.save") from None
+
+
+def load_factory(factory: str | None) -> Callable[..., nn.Module]:
+    """Import `module:function` (the current directory is importable, like `python -m`)."""
+    if not factory or ":" not in factory:
+        raise ModelError("state-dict:FILE needs --model-factory module:function that builds the architecture")
+    module_name, _, function_name = factory.partition(":")
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ModelError(f"cannot import model factory module {module_name!r} ({error}); check --model-factory") from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise ModelError(f"model factory {factory!r}: {module_name} has no function {function_name!r}")
+    return function
+
+
+def _build_from_factory(arg: str | None, spec: ModelSpec, shape: DataShape) -> nn.Module:
+    """Call the factory with `input_shape` and `num_classes` when it accepts them."""
+    function = load_factory(spec.factory)
+    accepted = inspect.signature(function).parameters
+    kwargs = {k: v for k, v in (("input_shape", shape.input_shape), ("num_classes", shape.num_classes)) if k in accepted}
+    model = function(**kwargs)
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"model factory {spec.factory!r} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+BUILTIN_MODELS: Registry[Callable[[str | None, ModelSpec, DataShape], nn.Module]] = Registry("builtin model", ModelError)
+BUILTIN_MODELS.register("cnn")(_build_cnn)
+BUILTIN_MODELS.register("mlp")(_build_mlp)
+
+
+def _build_builtin(arg: str | None, spec: ModelSpec, shape: DataShape) -> nn.Module:
+    return BUILTIN_MODELS.get(str(arg))(arg, spec, shape)
+
+
+MODEL_SOURCES.register("builtin")(ModelKind(_build_builtin, needs_arg=True, arg_is_path=False))
+MODEL_SOURCES.register("torchvision")(ModelKind(_build_torchvision, needs_arg=True, arg_is_path=False))
+MODEL_SOURCES.register("torchscript")(ModelKind(_build_torchscript, needs_arg=True, arg_is_path=True))
+MODEL_SOURCES.register("state-dict")(ModelKind(_build_from_factory, needs_arg=True, arg_is_path=True, weights_from_arg=True))
+
+
+def parse_source(source: str) -> tuple[str, str | None]:
+    kind, _, arg = source.partition(":")
+    return kind, (arg or None)
+
+
+def check_source(spec: ModelSpec) -> None:
+    """Validate the source name, its argument and paths before any work starts."""
+    kind_name, arg = parse_source(spec.source)
+    kind = MODEL_SOURCES.get(kind_name)
+    if kind.needs_arg and not arg:
+        hint = {"builtin": "builtin:cnn or builtin:mlp", "torchvision": "torchvision:resnet18"}.get(kind_name, f"{kind_name}:FILE")
+        raise ModelError(f"model.source {spec.source!r} is incomplete; use e.g. {hint}")
+    if kind_name == "builtin":
+        BUILTIN_MODELS.get(str(arg))
+    if kind.arg_is_path and not Path(str(arg)).is_file():
+        raise ModelError(f"model.source {spec.source!r}: {arg} is not a file; pass an existing path")
+    if kind_name == "state-dict":
+        load_factory(spec.factory)
+    if spec.checkpoint is not None:
+        if kind.weights_from_arg or kind_name == "torchscript":
+            raise ModelError(f"model.checkpoint is not used with {kind_name}: sources, whose file already holds the weights")
+        if not Path(spec.checkpoint).is_file():
+            raise ModelError(f"model.checkpoint {spec.checkpoint} is not a file; pass an existing state-dict checkpoint")
+
+
+def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    """Load a checkpoint without executing code: `weights_only=True` refuses pickled objects."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelError(f"checkpoint {path} does not exist") from None
+    except Exception as error:  # noqa: BLE001 - torch raises many types for hostile or corrupt files
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelError(
+            f"refusing to load {path}: not a plain state-dict checkpoint readable with weights_only=True ({first_line[:200]})"
+        ) from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"{path} is not a state dict (a mapping of names to tensors); save model.state_dict()")
+    return state
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        first_line = str(error).strip().splitlines()
+        detail = " ".join(line.strip() for line in first_line[:3])
+        raise ModelError(f"{where} does not fit the model architecture: {detail[:300]}") from None
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ModelError(f"{where}: tensor {name!r} holds NaN or infinite values; the checkpoint is broken")
+
+
+def reinitialise(model: nn.Module) -> None:
+    """Fresh weights for a model whose code cannot re-initialise itself (TorchScript)."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if parameter.dim() >= 2:
+                nn.init.kaiming_uniform_(parameter, a=math.sqrt(5))
+            elif name.endswith("weight"):
+                nn.init.ones_(parameter)
+            else:
+                nn.init.zeros_(parameter)
+
+
+def build_model(spec: ModelSpec, shape: DataShape, *, load_weights_from_spec: bool) -> nn.Module:
+    """Build the architecture; load the base weights only when asked (the victim, not shadows).
+
+    The caller seeds torch before calling so the initialisation is reproducible.
+    """
+    check_source(spec)
+    kind_name, arg = parse_source(spec.source)
+    kind = MODEL_SOURCES.get(kind_name)
+    model = kind.build(arg, spec, shape)
+    if kind_name == "torchscript" and not load_weights_from_spec:
+        reinitialise(model)
+    if load_weights_from_spec:
+        if kind.weights_from_arg:
+            load_weights(model, load_state_dict_file(Path(str(arg))), str(arg))
+        elif spec.checkpoint is not None:
+            load_weights(model, load_state_dict_file(Path(spec.checkpoint)), spec.checkpoint)
+    check_output_shape(model, shape)
+    return model
+
+
+def has_base_weights(spec: ModelSpec) -> bool:
+    """True when the recipe supplies a trained base model, so base training is skipped."""
+    kind_name, _ = parse_source(spec.source)
+    return spec.checkpoint is not None or MODEL_SOURCES.get(kind_name).weights_from_arg or kind_name == "torchscript"
+
+
+def check_output_shape(model: nn.Module, shape: DataShape) -> None:
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(2, *shape.input_shape))
+    except Exception as error:  # noqa: BLE001 - any failure here means the model does not fit the data
+        raise ModelError(
+            f"the model cannot take inputs of shape {shape.input_shape}: {str(error).splitlines()[0][:200]}"
+        ) from None
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.shape != (2, shape.num_classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ModelError(
+            f"the model outputs {got} for a batch of 2 but the data has {shape.num_classes} classes; "
+            "its last layer must output one logit per class"
+        )

@@ -1,0 +1,161 @@
+"""The victim's whole pipeline as one function: base model → defended iterative pruning.
+
+`run_pipeline(recipe, member_indices, dev_indices, seed)` is the function the privacy gate
+calls for every shadow model, so shadows run exactly the victim's code path (DESIGN.md,
+"Interfaces"). The victim's own run passes `victim=True` (load the recipe's base checkpoint if
+it has one) and a run directory (save the base model, per-round checkpoints, resume).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from prunectl.data import Dataset, load_dataset
+from prunectl.defenses import make_defense
+from prunectl.defenses.base import Defense, DefenseContext
+from prunectl.models import DataShape, build_model, has_base_weights, load_state_dict_file, load_weights
+from prunectl.progress import Progress, SilentProgress
+from prunectl.pruning.engine import PruneOutcome, prune_iteratively
+from prunectl.recipe import Recipe
+from prunectl.run import RunDirectory, atomic_torch_save
+from prunectl.training import OptimizerSettings, derive_seed, fit, resolve_device
+
+BASE_CHECKPOINT = "base.pt"
+
+PipelineFunction = Callable[[Recipe, np.ndarray, np.ndarray, int], tuple[nn.Module, nn.Module]]
+
+
+@dataclass(frozen=True, eq=False)
+class PipelineOutput:
+    base_model: nn.Module
+    pruned_model: nn.Module
+    outcome: PruneOutcome
+    base_seconds: float
+    prune_seconds: float
+    base_trained: bool
+
+
+def data_shape(data: Dataset) -> DataShape:
+    return DataShape(data.input_shape, data.num_classes)
+
+
+def fresh_model(recipe: Recipe, data: Dataset, seed: int) -> nn.Module:
+    """A freshly initialised model of the recipe's architecture, seeded."""
+    torch.manual_seed(derive_seed(seed, "init"))
+    return build_model(recipe.model, data_shape(data), load_weights_from_spec=False)
+
+
+def base_optimizer(recipe: Recipe) -> OptimizerSettings:
+    t = recipe.train
+    return OptimizerSettings(t.optimizer, t.lr, t.momentum, t.weight_decay)
+
+
+def train_base(model: nn.Module, recipe: Recipe, data: Dataset, members: np.ndarray, seed: int, progress: Progress) -> nn.Module:
+    device = resolve_device(recipe.device)
+    with progress.task("base training", total=recipe.train.epochs) as bar:
+        return fit(
+            model,
+            data,
+            members,
+            epochs=recipe.train.epochs,
+            batch_size=recipe.train.batch_size,
+            optimizer=base_optimizer(recipe),
+            seed=derive_seed(seed, "base"),
+            device=device,
+            on_epoch=lambda epoch, loss: bar.advance(),
+        )
+
+
+def run_pipeline(
+    recipe: Recipe,
+    member_indices: np.ndarray,
+    dev_indices: np.ndarray,
+    seed: int,
+    *,
+    victim: bool = False,
+    run: RunDirectory | None = None,
+    progress: Progress | None = None,
+    defense: Defense | None = None,
+) -> PipelineOutput:
+    """Base model (trained on `member_indices`, or the victim's given checkpoint), then pruned."""
+    progress = progress or SilentProgress()
+    data = load_dataset(recipe.data)
+    device = resolve_device(recipe.device)
+    members = np.asarray(member_indices, dtype=np.int64)
+    dev = np.asarray(dev_indices, dtype=np.int64)
+
+    started = time.perf_counter()
+    base_path = run.file(BASE_CHECKPOINT) if run is not None else None
+    base_trained = False
+    if base_path is not None and base_path.is_file():
+        base = fresh_model(recipe, data, seed)
+        load_weights(base, load_state_dict_file(base_path), str(base_path))
+    elif victim and has_base_weights(recipe.model):
+        torch.manual_seed(derive_seed(seed, "init"))
+        base = build_model(recipe.model, data_shape(data), load_weights_from_spec=True)
+    else:
+        base = train_base(fresh_model(recipe, data, seed), recipe, data, members, seed, progress)
+        base_trained = True
+    base.to(device).eval()
+    if base_path is not None and not base_path.is_file():
+        atomic_torch_save(base_path, base.state_dict())
+    base_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    pruned = copy.deepcopy(base)
+    defense = defense or make_defense(recipe)
+    defense.setup(
+        DefenseContext(
+            recipe=recipe,
+            data=data,
+            members=members,
+            dev=dev,
+            seed=seed,
+            device=device,
+            total_epochs=recipe.prune.rounds * recipe.prune.epochs_per_round,
+            build_model=lambda helper_seed: fresh_model(recipe, data, helper_seed),
+            fit=lambda model, indices, helper_seed: fit(
+                model,
+                data,
+                indices,
+                epochs=recipe.train.epochs,
+                batch_size=recipe.train.batch_size,
+                optimizer=base_optimizer(recipe),
+                seed=helper_seed,
+                device=device,
+            ),
+            base_model=base,
+        )
+    )
+    outcome = prune_iteratively(
+        pruned,
+        data,
+        members,
+        dev,
+        spec=recipe.prune,
+        train=recipe.train,
+        defense=defense,
+        seed=seed,
+        device=device,
+        save_checkpoint=run.save_checkpoint if run is not None else None,
+        resume_state=run.latest_checkpoint() if run is not None else None,
+        progress=progress,
+    )
+    return PipelineOutput(base, pruned, outcome, base_seconds, time.perf_counter() - started, base_trained)
+
+
+def pipeline_function(progress: Progress | None = None) -> PipelineFunction:
+    """The `(recipe, members, dev, seed) -> (base_model, pruned_model)` function the gate receives."""
+
+    def run(recipe: Recipe, member_indices: np.ndarray, dev_indices: np.ndarray, seed: int) -> tuple[nn.Module, nn.Module]:
+        output = run_pipeline(recipe, member_indices, dev_indices, seed, progress=progress)
+        return output.base_model, output.pruned_model
+
+    return run

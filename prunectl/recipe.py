@@ -1,0 +1,172 @@
+"""The recipe: one frozen object that reproduces a run, for the victim and every shadow alike.
+
+A recipe is built by :func:`prunectl.config.resolve` from defaults, a TOML file, `PRUNECTL_*`
+environment variables and CLI flags, then validated here before any work starts. Every error
+names the field (as it is spelled in the TOML file) and the values it accepts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from prunectl.errors import RecipeError
+
+SCHEDULES = ("geometric", "cubic", "oneshot")
+SCOPES = ("global", "layerwise")
+OPTIMIZERS = ("adam", "sgd")
+DEVICES = ("cpu", "cuda", "auto")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the data comes from and how it is split.
+
+    Split sizes left at `None` follow the ratio members:dev:holdout:shadow_pool = 4:1:4:9, so
+    members and holdout are the same size and the shadow pool is about twice the members (each
+    shadow trains on a random half of it). On `digits` (1,797 samples) that is 399/100/399/899.
+    """
+
+    source: str = "digits"
+    label_column: str = "label"
+    image_size: int = 32
+    members: int | None = None
+    dev: int | None = None
+    holdout: int | None = None
+    shadow_pool: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The architecture (and optionally a base checkpoint to start from instead of training)."""
+
+    source: str = "builtin:cnn"
+    factory: str | None = None
+    widths: tuple[int, ...] = (256, 128)
+    checkpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Base training on the members split (skipped when a base checkpoint is given)."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True)
+class PruneSpec:
+    """Iterative magnitude pruning: `rounds` × (prune to the round's target, fine-tune)."""
+
+    target_sparsity: float = 0.9
+    rounds: int = 5
+    epochs_per_round: int = 3
+    schedule: str = "geometric"
+    scope: str = "global"
+    keep_first_dense: bool = False
+    keep_last_dense: bool = False
+    lr: float = 1e-3
+
+
+@dataclass(frozen=True)
+class DefenseSpec:
+    """The privacy defense applied during fine-tuning (`none` until the defenses land)."""
+
+    name: str = "none"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str | None = None
+    seed: int = 0
+    device: str = "cpu"
+    data: DataSpec = field(default_factory=DataSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    prune: PruneSpec = field(default_factory=PruneSpec)
+    defense: DefenseSpec = field(default_factory=DefenseSpec)
+
+    @property
+    def run_name(self) -> str:
+        """The default run directory name: the recipe's name, else the data source's kind."""
+        if self.name:
+            return self.name
+        return self.data.source.split(":", 1)[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataSpec,
+    "model": ModelSpec,
+    "train": TrainSpec,
+    "prune": PruneSpec,
+    "defense": DefenseSpec,
+}
+TOP_LEVEL = ("name", "seed", "device")
+
+
+def _require(condition: bool, field_name: str, value: Any, allowed: str) -> None:
+    if not condition:
+        raise RecipeError(f"{field_name} = {value!r} is invalid; allowed: {allowed}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def validate(recipe: Recipe) -> Recipe:
+    """Check every field's value range; sources and paths are checked by their registries."""
+    _require(isinstance(recipe.seed, int) and recipe.seed >= 0, "seed", recipe.seed, "an integer >= 0")
+    _require(recipe.device in DEVICES, "device", recipe.device, " | ".join(DEVICES))
+    if recipe.name is not None:
+        _require(
+            bool(recipe.name) and "/" not in recipe.name and recipe.name not in (".", ".."),
+            "name",
+            recipe.name,
+            "a non-empty name without '/'",
+        )
+
+    data = recipe.data
+    _require(bool(data.source), "data.source", data.source, "digits | fashion-mnist[:DIR] | imagefolder:DIR | npz:FILE | csv:FILE")
+    _require(data.image_size >= 4, "data.image_size", data.image_size, "an integer >= 4")
+    for name in ("members", "dev", "holdout", "shadow_pool"):
+        size = getattr(data, name)
+        _require(size is None or size >= 1, f"data.{name}", size, "an integer >= 1, or unset for the 4:1:4:9 default")
+
+    model = recipe.model
+    _require(bool(model.source), "model.source", model.source, "builtin:cnn | builtin:mlp | torchvision:ARCH | torchscript:FILE | state-dict:FILE")
+    _require(len(model.widths) >= 1 and all(w >= 1 for w in model.widths), "model.widths", model.widths, "one or more integers >= 1")
+
+    train = recipe.train
+    _require(train.epochs >= 1, "train.epochs", train.epochs, "an integer >= 1")
+    _require(train.batch_size >= 1, "train.batch_size", train.batch_size, "an integer >= 1")
+    _require(train.optimizer in OPTIMIZERS, "train.optimizer", train.optimizer, " | ".join(OPTIMIZERS))
+    _require(_is_number(train.lr) and train.lr > 0, "train.lr", train.lr, "a number > 0")
+    _require(_is_number(train.momentum) and 0 <= train.momentum < 1, "train.momentum", train.momentum, "a number in [0, 1)")
+    _require(_is_number(train.weight_decay) and train.weight_decay >= 0, "train.weight_decay", train.weight_decay, "a number >= 0")
+
+    prune = recipe.prune
+    _require(
+        _is_number(prune.target_sparsity) and 0 <= prune.target_sparsity < 1,
+        "prune.target_sparsity",
+        prune.target_sparsity,
+        "a number in [0, 1), e.g. 0.9",
+    )
+    _require(prune.rounds >= 1, "prune.rounds", prune.rounds, "an integer >= 1")
+    _require(prune.epochs_per_round >= 1, "prune.epochs_per_round", prune.epochs_per_round, "an integer >= 1")
+    _require(prune.schedule in SCHEDULES, "prune.schedule", prune.schedule, " | ".join(SCHEDULES))
+    _require(prune.scope in SCOPES, "prune.scope", prune.scope, " | ".join(SCOPES))
+    _require(_is_number(prune.lr) and prune.lr > 0, "prune.lr", prune.lr, "a number > 0")
+
+    from prunectl.defenses import DEFENSES
+
+    _require(recipe.defense.name in DEFENSES, "defense.name", recipe.defense.name, " | ".join(DEFENSES.names()))
+    return recipe

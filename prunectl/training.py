@@ -1,0 +1,198 @@
+"""The one fit / evaluate loop: base training, every prune round, shadows and helper models.
+
+Batches carry each sample's dataset index next to its input and label, because defenses
+(sliding windows, risky samples) and the gate's leak checks reason about *which* samples a
+model saw, not just how many.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from prunectl.data import Dataset
+from prunectl.errors import RecipeError
+
+
+@dataclass(frozen=True)
+class Batch:
+    x: torch.Tensor
+    y: torch.Tensor
+    indices: torch.Tensor
+
+
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """What the fit loop needs to build an optimizer: base training and fine-tuning differ in lr."""
+
+    name: str
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    accuracy: float
+    loss: float
+    n: int
+
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""`(logits, labels, dataset indices) -> scalar loss`."""
+
+OverridesFn = Callable[[torch.Tensor], dict[str, float] | None]
+"""`(dataset indices) -> optimizer settings for this batch only` (e.g. a stronger weight decay)."""
+
+
+def derive_seed(seed: int, *tags: object) -> int:
+    """A stable sub-seed per purpose, so adding a random draw in one place shifts no other."""
+    digest = hashlib.sha256(":".join(map(str, (seed, *tags))).encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RecipeError("device = 'cuda' but no CUDA GPU is available; use --device cpu")
+    return torch.device(name)
+
+
+def make_generator(seed: int) -> torch.Generator:
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return generator
+
+
+def iterate_batches(
+    data: Dataset,
+    indices: np.ndarray | Sequence[int],
+    batch_size: int,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | None = None,
+) -> Iterator[Batch]:
+    """Batches over `indices`, shuffled with `generator` when one is given (training)."""
+    index = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+    if generator is not None:
+        index = index[torch.randperm(index.numel(), generator=generator)]
+    for start in range(0, index.numel(), batch_size):
+        chunk = index[start : start + batch_size]
+        x, y = data.x[chunk], data.y[chunk]
+        if device is not None and device.type != "cpu":
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        yield Batch(x, y, chunk)
+
+
+def make_optimizer(parameters: Any, settings: OptimizerSettings) -> torch.optim.Optimizer:
+    if settings.name == "adam":
+        return torch.optim.Adam(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
+    if settings.name == "sgd":
+        return torch.optim.SGD(parameters, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+    raise RecipeError(f"unknown optimizer {settings.name!r}; choose adam or sgd")
+
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, labels)
+
+
+def train_epoch(
+    model: nn.Module,
+    data: Dataset,
+    indices: np.ndarray,
+    optimizer: torch.optim.Optimizer,
+    *,
+    batch_size: int,
+    generator: torch.Generator,
+    device: torch.device,
+    loss_fn: LossFn = cross_entropy,
+    overrides: OverridesFn | None = None,
+    after_backward: Callable[[], None] | None = None,
+    after_step: Callable[[], None] | None = None,
+    on_batch: Callable[[], None] | None = None,
+) -> float:
+    """One pass over `indices`; returns the mean training loss.
+
+    `after_backward` may edit gradients (masking), `after_step` may edit weights (masking),
+    `overrides` may change optimizer settings for one batch (sample-dependent regularisation).
+    """
+    model.train()
+    total, count = 0.0, 0
+    for batch in iterate_batches(data, indices, batch_size, generator=generator, device=device):
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(batch.x), batch.y, batch.indices)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()}; lower the learning rate")
+        loss.backward()
+        if after_backward is not None:
+            after_backward()
+        batch_settings = overrides(batch.indices) if overrides is not None else None
+        if batch_settings:
+            saved = [{k: group[k] for k in batch_settings} for group in optimizer.param_groups]
+            for group in optimizer.param_groups:
+                group.update(batch_settings)
+            optimizer.step()
+            for group, old in zip(optimizer.param_groups, saved):
+                group.update(old)
+        else:
+            optimizer.step()
+        if after_step is not None:
+            after_step()
+        total += loss.item() * batch.y.numel()
+        count += batch.y.numel()
+        if on_batch is not None:
+            on_batch()
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, *, device: torch.device | None = None, chunk: int = 1024) -> torch.Tensor:
+    """Logits in bounded-size chunks (memory stays flat however large `x` is)."""
+    model.eval()
+    device = device or torch.device("cpu")
+    outputs = [model(x[i : i + chunk].to(device)).float().cpu() for i in range(0, x.shape[0], chunk)]
+    return torch.cat(outputs) if outputs else torch.empty(0)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Dataset, indices: np.ndarray, *, device: torch.device | None = None) -> Evaluation:
+    index = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+    if index.numel() == 0:
+        return Evaluation(float("nan"), float("nan"), 0)
+    logits = predict_logits(model, data.x[index], device=device)
+    labels = data.y[index]
+    loss = F.cross_entropy(logits, labels).item()
+    accuracy = (logits.argmax(dim=1) == labels).float().mean().item()
+    return Evaluation(accuracy, loss, int(index.numel()))
+
+
+def fit(
+    model: nn.Module,
+    data: Dataset,
+    indices: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    optimizer: OptimizerSettings,
+    seed: int,
+    device: torch.device,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> nn.Module:
+    """Plain supervised training from the model's current weights (base and helper models)."""
+    model.to(device)
+    opt = make_optimizer(model.parameters(), optimizer)
+    generator = make_generator(derive_seed(seed, "fit-shuffle"))
+    for epoch in range(epochs):
+        loss = train_epoch(model, data, indices, opt, batch_size=batch_size, generator=generator, device=device)
+        if on_epoch is not None:
+            on_epoch(epoch, loss)
+    model.eval()
+    return model

@@ -1,0 +1,67 @@
+"""Shared fixtures: a tiny recipe and one finished run per session, reused by every test module.
+
+Keep these small: the whole suite must stay well under 10 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from prunectl.recipe import DataSpec, ModelSpec, PruneSpec, Recipe, TrainSpec
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+needs_fashion_mnist = pytest.mark.skipif(
+    not (FASHION_DIR / "train-images-idx3-ubyte.gz").is_file(),
+    reason="Fashion-MNIST is not installed: apt-get install dataset-fashion-mnist",
+)
+
+
+def make_tiny_recipe(**changes: object) -> Recipe:
+    """Digits, small splits, an MLP, 2 rounds of 1 epoch: a full run in about a second."""
+    recipe = Recipe(
+        name="tiny",
+        seed=0,
+        data=DataSpec(source="digits", members=200, dev=60, holdout=200, shadow_pool=400),
+        model=ModelSpec(source="builtin:mlp", widths=(32,)),
+        train=TrainSpec(epochs=4, batch_size=32),
+        prune=PruneSpec(target_sparsity=0.8, rounds=2, epochs_per_round=1),
+    )
+    sections = {}
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        if field:
+            sections.setdefault(section, {})[field] = value
+        else:
+            recipe = dataclasses.replace(recipe, **{key: value})
+    for section, fields in sections.items():
+        recipe = dataclasses.replace(recipe, **{section: dataclasses.replace(getattr(recipe, section), **fields)})
+    return recipe
+
+
+@pytest.fixture(scope="session")
+def tiny_recipe() -> Recipe:
+    return make_tiny_recipe()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_recipe: Recipe):
+    """A finished `prune` run of the tiny recipe: (result, run directory)."""
+    from prunectl.api import prune
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    result = prune(tiny_recipe, out=out)
+    return result, out
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No PRUNECTL_* variable from the developer's shell leaks into a test; crash logs stay local."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("PRUNECTL_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

@@ -13,6 +13,7 @@ import functools
 import gzip
 import math
 import struct
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,8 @@ class SourceKind:
     load: Callable[[str | None, DataSpec], Dataset]
     needs_arg: bool
     arg_is_path: bool
+    default_path: Path | None = None
+    missing_hint: str = "pass an existing path"
 
 
 DATA_SOURCES: Registry[SourceKind] = Registry("data source", DataError)
@@ -84,8 +87,9 @@ def check_source(spec: DataSpec) -> None:
     kind = DATA_SOURCES.get(kind_name)
     if kind.needs_arg and not arg:
         raise DataError(f"data.source {spec.source!r} needs a path: use {kind_name}:PATH")
-    if arg and kind.arg_is_path and not Path(arg).exists():
-        raise DataError(f"data.source {spec.source!r}: {arg} does not exist; pass an existing path")
+    path = Path(arg) if arg and kind.arg_is_path else kind.default_path
+    if path is not None and not path.exists():
+        raise DataError(f"data.source {spec.source!r}: {path} does not exist; {kind.missing_hint}")
     if arg and not kind.arg_is_path:
         raise DataError(f"data.source {spec.source!r}: {kind_name} takes no argument; use {kind_name!r}")
 
@@ -273,7 +277,7 @@ def _load_npz(arg: str | None, spec: DataSpec) -> Dataset:
             x, y = archive["x"], archive["y"]
     except DataError:
         raise
-    except (OSError, ValueError, EOFError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise DataError(f"{path} is not a readable .npz archive ({error}); write it with numpy.savez(x=..., y=...)") from None
     return _from_arrays(x, y, spec.source)
 
@@ -319,7 +323,15 @@ def _load_csv(arg: str | None, spec: DataSpec) -> Dataset:
 
 # The registry entries: kept together so the set of sources reads as one table.
 DATA_SOURCES.register("digits")(SourceKind(_load_digits, needs_arg=False, arg_is_path=False))
-DATA_SOURCES.register("fashion-mnist")(SourceKind(_load_fashion_mnist, needs_arg=False, arg_is_path=True))
+DATA_SOURCES.register("fashion-mnist")(
+    SourceKind(
+        _load_fashion_mnist,
+        needs_arg=False,
+        arg_is_path=True,
+        default_path=FASHION_MNIST_DIR,
+        missing_hint="install it with 'apt-get install dataset-fashion-mnist' or pass fashion-mnist:DIR",
+    )
+)
 DATA_SOURCES.register("imagefolder")(SourceKind(_load_imagefolder, needs_arg=True, arg_is_path=True))
 DATA_SOURCES.register("npz")(SourceKind(_load_npz, needs_arg=True, arg_is_path=True))
 DATA_SOURCES.register("csv")(SourceKind(_load_csv, needs_arg=True, arg_is_path=True))
@@ -370,7 +382,7 @@ def make_splits(labels: torch.Tensor | np.ndarray, spec: DataSpec, seed: int) ->
 
     Each sample gets a key `(rank within its class + class offset) / class size`, with ranks
     from a seeded shuffle and a random offset per class; sorting by key interleaves the classes
-    evenly, so every consecutive chunk holds each class in proportion (within one sample).
+    evenly, so every consecutive chunk holds each class in proportion (within two samples).
     """
     y = np.asarray(labels, dtype=np.int64)
     sizes = split_sizes(y.size, spec)

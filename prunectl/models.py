@@ -13,6 +13,7 @@ import importlib
 import inspect
 import math
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,7 +154,9 @@ def _build_torchscript(arg: str | None, spec: ModelSpec, shape: DataShape) -> nn
     """A TorchScript archive is code plus weights; it is loaded only from an explicit source."""
     path = Path(str(arg))
     try:
-        return torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, still supported
+            return torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, ValueError, OSError) as error:
         raise ModelError(f"{path} is not a loadable TorchScript archive ({str(error).splitlines()[0]}); save it with torch.jit.save") from None
 

@@ -1,0 +1,111 @@
+"""Recipes resolve in one place (flag > env > file > default) and invalid values fail early."""
+
+from pathlib import Path
+
+import pytest
+
+from prunectl.config import FIELDS, load_file, resolve, to_toml
+from prunectl.errors import RecipeError
+from prunectl.recipe import Recipe
+
+
+def test_defaults_resolve_to_the_default_recipe():
+    resolved = resolve(env={})
+    assert resolved.recipe == Recipe()
+    assert resolved.origin("prune.target_sparsity") == "default"
+
+
+def test_precedence_is_flag_over_env_over_file_over_default(tmp_path):
+    (tmp_path / "p.toml").write_text("seed = 3\n[prune]\nrounds = 2\ntarget_sparsity = 0.5\nschedule = 'cubic'\n")
+    env = {"PRUNECTL_PRUNE_TARGET_SPARSITY": "0.6", "PRUNECTL_PRUNE_ROUNDS": "4"}
+    resolved = resolve(config=tmp_path / "p.toml", env=env, flags={"prune.target_sparsity": 0.7, "seed": None})
+    recipe = resolved.recipe
+    assert recipe.prune.target_sparsity == 0.7 and resolved.origin("prune.target_sparsity") == "flag"
+    assert recipe.prune.rounds == 4 and resolved.origin("prune.rounds") == "env"
+    assert recipe.prune.schedule == "cubic" and resolved.origin("prune.schedule") == "file"
+    assert recipe.seed == 3 and resolved.origin("seed") == "file"
+    assert recipe.prune.epochs_per_round == Recipe().prune.epochs_per_round
+    assert resolved.origin("prune.epochs_per_round") == "default"
+
+
+def test_every_field_has_an_environment_variable():
+    assert FIELDS["prune.target_sparsity"].env_var == "PRUNECTL_PRUNE_TARGET_SPARSITY"
+    assert FIELDS["seed"].env_var == "PRUNECTL_SEED"
+    assert resolve(env={"PRUNECTL_MODEL_WIDTHS": "64,32"}).recipe.model.widths == (64, 32)
+    assert resolve(env={"PRUNECTL_PRUNE_KEEP_LAST_DENSE": "true"}).recipe.prune.keep_last_dense is True
+
+
+def test_pyproject_tool_table_is_a_recipe_file(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("[project]\nname='x'\n[tool.prunectl.prune]\nrounds = 7\n")
+    assert resolve(config=tmp_path / "pyproject.toml", env={}).recipe.prune.rounds == 7
+
+
+def test_written_recipe_reads_back_identically(tmp_path):
+    recipe = resolve(env={}, flags={"model.widths": (8, 4), "name": 'quo"te', "data.members": 50}).recipe
+    (tmp_path / "r.toml").write_text(to_toml(recipe))
+    assert resolve(config=tmp_path / "r.toml", env={}).recipe == recipe
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"prune.target_sparsity": 1.0}, r"prune.target_sparsity = 1.0 is invalid; allowed: a number in \[0, 1\)"),
+        ({"prune.target_sparsity": -0.1}, r"prune.target_sparsity = -0.1 is invalid"),
+        ({"prune.target_sparsity": float("nan")}, r"prune.target_sparsity = nan is invalid; expected a number"),
+        ({"prune.rounds": 0}, r"prune.rounds = 0 is invalid; allowed: an integer >= 1"),
+        ({"prune.epochs_per_round": 0}, r"prune.epochs_per_round = 0 is invalid"),
+        ({"prune.schedule": "linear"}, r"prune.schedule = 'linear' is invalid; allowed: geometric \| cubic \| oneshot"),
+        ({"prune.scope": "row"}, r"prune.scope = 'row' is invalid; allowed: global \| layerwise"),
+        ({"prune.lr": 0.0}, r"prune.lr = 0.0 is invalid"),
+        ({"train.epochs": 0}, r"train.epochs = 0 is invalid"),
+        ({"train.batch_size": 0}, r"train.batch_size = 0 is invalid"),
+        ({"train.optimizer": "lion"}, r"train.optimizer = 'lion' is invalid; allowed: adam \| sgd"),
+        ({"train.lr": -1.0}, r"train.lr = -1.0 is invalid"),
+        ({"train.momentum": 1.0}, r"train.momentum = 1.0 is invalid"),
+        ({"train.weight_decay": -1.0}, r"train.weight_decay = -1.0 is invalid"),
+        ({"seed": -1}, r"seed = -1 is invalid"),
+        ({"device": "tpu"}, r"device = 'tpu' is invalid; allowed: cpu \| cuda \| auto"),
+        ({"name": "a/b"}, r"name = 'a/b' is invalid"),
+        ({"data.members": 0}, r"data.members = 0 is invalid"),
+        ({"data.image_size": 2}, r"data.image_size = 2 is invalid"),
+        ({"model.widths": ()}, r"model.widths = \(\) is invalid"),
+        ({"defense.name": "magic"}, r"defense.name = 'magic' is invalid; allowed: none"),
+        ({"prune.rounds": 2.5}, r"prune.rounds = 2.5 is invalid; expected an integer"),
+        ({"prune.rounds": True}, r"prune.rounds = True is invalid; expected an integer"),
+        ({"data.source": 5}, r"data.source = 5 is invalid; expected a string"),
+    ],
+)
+def test_every_invalid_value_names_the_field_and_what_is_allowed(flags, message):
+    with pytest.raises(RecipeError, match=message):
+        resolve(env={}, flags=flags)
+
+
+def test_bad_environment_values_name_the_variable():
+    with pytest.raises(RecipeError, match="PRUNECTL_PRUNE_ROUNDS = 'many' is invalid; expected an integer"):
+        resolve(env={"PRUNECTL_PRUNE_ROUNDS": "many"})
+
+
+def test_unknown_environment_variables_are_refused():
+    with pytest.raises(RecipeError, match="unknown environment variable PRUNECTL_TARGET_SPARSITY"):
+        resolve(env={"PRUNECTL_TARGET_SPARSITY": "0.9"})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[prune]\ntarget = 0.9\n", r"unknown key 'prune.target'; \[prune\] accepts: target_sparsity"),
+        ("sparsity = 0.9\n", r"unknown key 'sparsity'; top-level keys are: name, seed, device"),
+        ("[prune]\nrounds = 'five'\n", r"prune.rounds = 'five' is invalid; expected an integer"),
+        ("prune = 3\n", r"\[prune\] must be a table"),
+        ("[prune\n", r"is not valid TOML"),
+    ],
+)
+def test_config_file_problems_are_named(tmp_path, text, message):
+    (tmp_path / "bad.toml").write_text(text)
+    with pytest.raises(RecipeError, match=message):
+        resolve(config=tmp_path / "bad.toml", env={})
+
+
+def test_a_missing_config_file_is_named():
+    with pytest.raises(RecipeError, match="does not exist"):
+        load_file(Path("/no/such/prunectl.toml"))

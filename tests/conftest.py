@@ -26,7 +26,7 @@ def make_tiny_recipe(**changes: object) -> Recipe:
         seed=0,
         data=DataSpec(source="digits", members=200, dev=60, holdout=200, shadow_pool=400),
         model=ModelSpec(source="builtin:mlp", widths=(32,)),
-        train=TrainSpec(epochs=4, batch_size=32),
+        train=TrainSpec(epochs=15, batch_size=32, lr=3e-3),
         prune=PruneSpec(target_sparsity=0.8, rounds=2, epochs_per_round=1),
     )
     sections = {}

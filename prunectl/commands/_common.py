@@ -75,7 +75,7 @@ def handle_errors(resume_hint: Callable[..., str | None] | None = None) -> Calla
                 message = "interrupted"
                 if hint:
                     message += f"; resume with: {hint}"
-                err_console.print(f"[yellow]{message}[/]")
+                err_console.print(f"[yellow]{message}[/]", soft_wrap=True)
                 raise typer.Exit(EXIT_INTERRUPTED) from None
             except _user_error_types() as error:
                 err_console.print(f"[red]error:[/] {error}", soft_wrap=True)

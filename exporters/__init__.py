@@ -1,4 +1,61 @@
-"""Deployment artifacts: ONNX export with sparse storage, parity checks, onnxruntime benchmarks.
+"""Deployment artifacts for pruned classifiers: ONNX with sparse storage, parity, benchmark.
 
-Depends on torch, onnx, onnxruntime and the standard library only; never imports `prunectl`.
+Two entry points:
+
+* :func:`export_model` — torch model → `model.onnx` (+ `model.onnx.xz`), checked with
+  `onnx.checker` and for parity with torch; returns an :class:`ExportReport`.
+* :func:`benchmark` — `.onnx` file(s) → onnxruntime CPU latency, throughput, memory and sizes,
+  optionally against a dense baseline; returns a :class:`BenchResult`.
+
+Sparse storage is a *size* format: onnxruntime densifies sparse initializers at load, so it
+shrinks files and downloads, not latency or loaded memory.
+
+This package imports only torch, onnx, onnxruntime, numpy, psutil and the standard library,
+never `prunectl` or `gates`. Names are resolved lazily (PEP 562) so that importing
+`exporters.errors`, or running the fresh-process memory probe, does not pull in torch.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "BenchResult": "exporters.bench",
+    "benchmark": "exporters.bench",
+    "default_result_path": "exporters.bench",
+    "write_result": "exporters.bench",
+    "ExporterError": "exporters.errors",
+    "ExporterInputError": "exporters.errors",
+    "ParityError": "exporters.errors",
+    "ExportMetadata": "exporters.metadata",
+    "read_metadata": "exporters.metadata",
+    "DEFAULT_OPSET": "exporters.onnx",
+    "ExportReport": "exporters.onnx",
+    "export_model": "exporters.onnx",
+    "Quantization": "exporters.quantize",
+    "SparseStorage": "exporters.sparse",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from exporters.bench import BenchResult, benchmark, default_result_path, write_result
+    from exporters.errors import ExporterError, ExporterInputError, ParityError
+    from exporters.metadata import ExportMetadata, read_metadata
+    from exporters.onnx import DEFAULT_OPSET, ExportReport, export_model
+    from exporters.quantize import Quantization
+    from exporters.sparse import SparseStorage
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'exporters' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

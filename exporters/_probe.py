@@ -1,0 +1,55 @@
+"""Fresh-process memory probe: `python -m exporters._probe MODEL --threads T --shape JSON`.
+
+Run by :mod:`exporters.bench` in a subprocess. It imports only numpy, onnxruntime and
+psutil, records its RSS, creates the session, runs it a few times and prints one JSON line
+with the RSS before the session and the process's peak RSS (`getrusage` high-water mark).
+The session is created from the path, as a deployment would, so the file is not also
+parsed into a Python-side protobuf that would inflate the figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+PROBE_RUNS = 5
+
+
+def peak_rss_bytes() -> int:
+    try:
+        import resource
+    except ImportError:  # Windows: psutil knows the peak working set
+        import psutil
+
+        info = psutil.Process().memory_info()
+        return int(getattr(info, "peak_wset", info.rss))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # Linux reports KiB
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m exporters._probe", description="peak RSS of a fresh onnxruntime session")
+    parser.add_argument("model")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--shape", required=True, help="input shape as a JSON list, batch first")
+    args = parser.parse_args(argv)
+
+    import numpy as np
+    import onnxruntime as ort
+    import psutil
+
+    from exporters._ort import PROVIDER, session_options
+
+    before = psutil.Process().memory_info().rss
+    session = ort.InferenceSession(args.model, sess_options=session_options(args.threads), providers=[PROVIDER])
+    (first,) = session.get_inputs()
+    dtype = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}[first.type]
+    feed = {first.name: np.zeros(json.loads(args.shape), dtype=dtype)}
+    for _ in range(PROBE_RUNS):
+        session.run(None, feed)
+    print(json.dumps({"rss_before": int(before), "peak_rss": peak_rss_bytes()}))
+
+
+if __name__ == "__main__":
+    main()

@@ -27,7 +27,7 @@ from prunectl.data import Dataset, Splits, check_source, load_dataset, make_spli
 from prunectl.errors import RunDirError
 from prunectl.models import check_source as check_model_source
 from prunectl.models import load_state_dict_file, load_weights
-from prunectl.pipeline import PipelineFunction, fresh_model, pipeline_function, run_pipeline
+from prunectl.pipeline import BASE_CHECKPOINT, PipelineFunction, fresh_model, pipeline_function, run_pipeline
 from prunectl.progress import Progress, SilentProgress
 from prunectl.pruning.engine import RoundRecord
 from prunectl.pruning.masks import check_sparsity, measure_sparsity
@@ -49,7 +49,6 @@ __all__ = [
 
 SPLITS_FILE = "splits.json"
 PRUNED_CHECKPOINT = "pruned.pt"
-BASE_CHECKPOINT = "base.pt"
 MASKS_FILE = "masks.pt"
 PRUNE_RESULT = "prune.json"
 

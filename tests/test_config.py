@@ -109,3 +109,12 @@ def test_config_file_problems_are_named(tmp_path, text, message):
 def test_a_missing_config_file_is_named():
     with pytest.raises(RecipeError, match="does not exist"):
         load_file(Path("/no/such/prunectl.toml"))
+
+
+def test_the_example_recipe_is_valid_and_documents_every_field():
+    example = Path(__file__).resolve().parent.parent / "examples" / "digits.toml"
+    recipe = resolve(config=example, env={}).recipe
+    assert recipe.name == "digits" and recipe.data.members == 400
+    text = example.read_text()
+    for dotted in FIELDS:
+        assert dotted.rsplit(".", 1)[-1] in text, f"examples/digits.toml does not mention {dotted}"

@@ -8,7 +8,6 @@ it has one) and a run directory (save the base model, per-round checkpoints, res
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +49,13 @@ def fresh_model(recipe: Recipe, data: Dataset, seed: int) -> nn.Module:
     """A freshly initialised model of the recipe's architecture, seeded."""
     torch.manual_seed(derive_seed(seed, "init"))
     return build_model(recipe.model, data_shape(data), load_weights_from_spec=False)
+
+
+def clone_model(model: nn.Module, recipe: Recipe, data: Dataset, seed: int) -> nn.Module:
+    """An independent copy: rebuilt and loaded, because deep-copying TorchScript modules breaks autograd."""
+    clone = fresh_model(recipe, data, seed)
+    clone.load_state_dict(model.state_dict())
+    return clone.to(next(model.parameters()).device)
 
 
 def base_optimizer(recipe: Recipe) -> OptimizerSettings:
@@ -109,7 +115,7 @@ def run_pipeline(
     base_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    pruned = copy.deepcopy(base)
+    pruned = clone_model(base, recipe, data, seed)
     defense = defense or make_defense(recipe)
     defense.setup(
         DefenseContext(

@@ -138,3 +138,18 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tmp_path, monke
     a, b = straight.pruned_model.state_dict(), resumed.pruned_model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [r.dev_accuracy for r in straight.outcome.rounds] == [r.dev_accuracy for r in resumed.outcome.rounds]
+
+
+def test_a_torchscript_base_model_is_pruned_from_its_own_weights(tmp_path):
+    from prunectl.models import MLP
+
+    scripted = torch.jit.script(MLP(64, (32,), 10))
+    torch.jit.save(scripted, tmp_path / "m.pt")
+    recipe = make_tiny_recipe(model__source=f"torchscript:{tmp_path / 'm.pt'}")
+    splits = _splits(recipe)
+    output = run_pipeline(recipe, splits.members, splits.dev, seed=0, victim=True)
+    assert not output.base_trained
+    base = output.base_model.state_dict()
+    assert all(torch.equal(base[k], v) for k, v in scripted.state_dict().items())
+    report = measure_sparsity(output.pruned_model.state_dict(), list(output.outcome.prunable))
+    assert report.global_sparsity == pytest.approx(recipe.prune.target_sparsity, abs=0.005)

@@ -154,3 +154,10 @@ def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_pa
     a = torch.load(straight / "pruned.pt", weights_only=True)
     b = torch.load(killed / "pruned.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
+def test_asking_for_cuda_without_a_gpu_is_bad_input(tmp_path, tiny_config):
+    result = runner.invoke(app, ["prune", "--config", str(tiny_config), "--out", str(tmp_path / "r"), "--device", "cuda"])
+    _assert_one_line_error(result, "no CUDA GPU is available; use --device cpu")
+    assert not (tmp_path / "r").exists()

@@ -19,12 +19,16 @@ import numpy as np
 class ParityReport:
     """Agreement between reference logits and candidate logits on `samples` inputs.
 
+    `reference_max_abs` is the largest |logit| of the reference, the scale against which an
+    absolute difference must be read (randomly initialised torchvision nets, for example, emit
+    logits near 1e-10, where any tolerance passes trivially).
     `tolerance` is the allowed max absolute logit difference and `passed` the verdict;
     both are None for a report-only comparison (INT8 against fp32, where differences of
     quantisation size are expected and the accuracy report is what matters).
     """
 
     samples: int
+    reference_max_abs: float
     max_abs_diff: float
     mean_abs_diff: float
     argmax_agreement: float
@@ -40,7 +44,7 @@ class ParityReport:
     def describe(self) -> str:
         """One line for error messages."""
         return (
-            f"max |logit diff| {self.max_abs_diff:.3g} (tolerance {self.tolerance}), "
+            f"max |logit diff| {self.max_abs_diff:.3g} (tolerance {self.tolerance}; logits up to {self.reference_max_abs:.3g}), "
             f"argmax agreement {self.argmax_agreement:.4f} on {self.samples} inputs "
             f"({self.argmax_mismatches - self.near_tie_mismatches} mismatches that are not near-ties)"
             + ("" if self.finite else ", non-finite outputs")
@@ -73,6 +77,7 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray, tolerance: floa
         passed = finite and max_diff <= tolerance and mismatches == near_ties
     return ParityReport(
         samples=int(reference.shape[0]),
+        reference_max_abs=float(np.nanmax(np.abs(reference))) if finite else float("inf"),
         max_abs_diff=max_diff,
         mean_abs_diff=mean_diff,
         argmax_agreement=1.0 - mismatches / reference.shape[0],

@@ -39,6 +39,9 @@ def _root(
 
 app.command("prune")(prune)
 # exporters (issue 5): registered below
+from prunectl.commands.bench import bench  # noqa: E402
+
+app.command("bench")(bench)
 
 
 def main() -> None:

@@ -31,11 +31,13 @@ from prunectl.pipeline import BASE_CHECKPOINT, PipelineFunction, fresh_model, pi
 from prunectl.progress import Progress, SilentProgress
 from prunectl.pruning.engine import RoundRecord
 from prunectl.pruning.masks import check_sparsity, measure_sparsity
-from prunectl.recipe import Recipe
+from prunectl.recipe import ExportSpec, Recipe
 from prunectl.run import MANIFEST, RECIPE, RunDirectory, atomic_torch_save, atomic_write_json, atomic_write_text
 from prunectl.training import evaluate, resolve_device
 
 __all__ = [
+    "ExportResult",
+    "export",
     "LoadedRun",
     "PipelineFunction",
     "PruneResult",
@@ -51,6 +53,7 @@ SPLITS_FILE = "splits.json"
 PRUNED_CHECKPOINT = "pruned.pt"
 MASKS_FILE = "masks.pt"
 PRUNE_RESULT = "prune.json"
+EXPORT_DIR = "export"
 
 
 @dataclass(frozen=True)
@@ -226,6 +229,93 @@ def _write_manifest(run: RunDirectory, recipe: Recipe, result: PruneResult) -> N
         "seconds": result.seconds,
     }
     atomic_write_json(run.file(MANIFEST), manifest)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What `prunectl export` wrote: the pruned model's report and the dense baseline's path."""
+
+    run_dir: str
+    export_dir: str
+    report: dict[str, Any]
+    baseline_onnx: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def export_metadata(loaded: LoadedRun) -> Any:
+    """Class names and preprocessing, so a device can use the ONNX file alone."""
+    from exporters import ExportMetadata
+
+    pre = loaded.data.preprocessing
+    extra = {
+        "run": loaded.recipe.run_name,
+        "data_source": loaded.recipe.data.source,
+        "input_kind": str(pre.get("kind", "")),
+        "scale": repr(pre.get("scale", 1.0)),
+        "preprocessing": "x = (raw * scale - mean) / std, per channel (images) or per feature",
+        "prunectl_version": __version__,
+    }
+    return ExportMetadata(class_names=loaded.data.classes, mean=tuple(pre["mean"]), std=tuple(pre["std"]), extra=extra)
+
+
+def export(
+    run_dir: str | Path,
+    *,
+    out: str | Path | None = None,
+    settings: ExportSpec | None = None,
+    progress: Progress | None = None,
+) -> ExportResult:
+    """Export a finished run's pruned model to `export/model.onnx` (+ `.xz`), checked for parity.
+
+    Parity and accuracy use the run's whole holdout split (never trained on) plus random
+    inputs. The unpruned base model goes to `export/baseline/model.onnx` with dense storage:
+    the baseline for `prunectl bench --against`. The manifest records both files' hashes.
+    """
+    from exporters import export_model
+
+    progress = progress or SilentProgress()
+    loaded = load_run(run_dir)
+    settings = settings or loaded.recipe.export
+    export_dir = Path(out) if out is not None else loaded.path / EXPORT_DIR
+    holdout = torch.as_tensor(loaded.splits.holdout)
+    inputs, labels = loaded.data.x[holdout], loaded.data.y[holdout]
+    metadata = export_metadata(loaded)
+    common = dict(
+        parity_inputs=inputs,
+        parity_labels=labels,
+        tolerance=settings.tolerance,
+        opset=settings.opset,
+        seed=loaded.recipe.seed,
+    )
+    with progress.task("export ONNX (pruned, then dense baseline)", total=2) as bar:
+        report = export_model(
+            loaded.pruned_model, inputs[:1], export_dir, metadata=metadata, sparse=settings.sparse, quantize=settings.quantize, **common
+        )
+        bar.advance()
+        baseline = export_model(loaded.base_model, inputs[:1], export_dir / "baseline", metadata=metadata, sparse="dense", **common)
+        bar.advance()
+    result = ExportResult(str(loaded.path), str(export_dir), report.to_dict(), str(baseline.onnx_path))
+    atomic_write_json(export_dir / "export.json", result.to_dict())
+    _record_in_manifest(loaded.path, "export", {
+        "dir": str(export_dir),
+        "files": {str(p.relative_to(export_dir)): _sha256(p) for p in _export_files(export_dir)},
+        "sizes": report.to_dict()["sizes"],
+        "parity": report.to_dict()["parity"],
+    })
+    return result
+
+
+def _export_files(export_dir: Path) -> list[Path]:
+    return sorted(p for p in export_dir.rglob("*") if p.is_file() and p.suffix in (".onnx", ".xz"))
+
+
+def _record_in_manifest(run_dir: Path, section: str, payload: dict[str, Any]) -> None:
+    path = run_dir / MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest[section] = payload
+    atomic_write_json(path, manifest)
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from prunectl.commands.export import export
 from prunectl.commands.prune import prune
 
 app = typer.Typer(
@@ -39,6 +40,7 @@ def _root(
 
 app.command("prune")(prune)
 # exporters (issue 5): registered below
+app.command("export")(export)
 from prunectl.commands.bench import bench  # noqa: E402
 
 app.command("bench")(bench)

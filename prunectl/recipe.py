@@ -18,6 +18,8 @@ SCHEDULES = ("geometric", "cubic", "oneshot")
 SCOPES = ("global", "layerwise")
 OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("cpu", "cuda", "auto")
+SPARSE_STORAGE = ("auto", "dense")
+QUANTIZATION = ("none", "int8")
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,18 @@ class DefenseSpec:
 
 
 @dataclass(frozen=True)
+class ExportSpec:
+    """The ONNX release artifact and how it is benchmarked."""
+
+    opset: int = 17
+    sparse: str = "auto"
+    quantize: str = "none"
+    tolerance: float = 1e-4
+    bench_threads: int = 1
+    bench_batch: int = 1
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str | None = None
     seed: int = 0
@@ -91,6 +105,7 @@ class Recipe:
     train: TrainSpec = field(default_factory=TrainSpec)
     prune: PruneSpec = field(default_factory=PruneSpec)
     defense: DefenseSpec = field(default_factory=DefenseSpec)
+    export: ExportSpec = field(default_factory=ExportSpec)
 
     @property
     def run_name(self) -> str:
@@ -109,6 +124,7 @@ SECTIONS: dict[str, type] = {
     "train": TrainSpec,
     "prune": PruneSpec,
     "defense": DefenseSpec,
+    "export": ExportSpec,
 }
 TOP_LEVEL = ("name", "seed", "device")
 
@@ -165,6 +181,14 @@ def validate(recipe: Recipe) -> Recipe:
     _require(prune.schedule in SCHEDULES, "prune.schedule", prune.schedule, " | ".join(SCHEDULES))
     _require(prune.scope in SCOPES, "prune.scope", prune.scope, " | ".join(SCOPES))
     _require(_is_number(prune.lr) and prune.lr > 0, "prune.lr", prune.lr, "a number > 0")
+
+    export = recipe.export
+    _require(9 <= export.opset <= 20, "export.opset", export.opset, "an integer from 9 to 20 (17 is widely supported)")
+    _require(export.sparse in SPARSE_STORAGE, "export.sparse", export.sparse, " | ".join(SPARSE_STORAGE))
+    _require(export.quantize in QUANTIZATION, "export.quantize", export.quantize, " | ".join(QUANTIZATION))
+    _require(_is_number(export.tolerance) and export.tolerance > 0, "export.tolerance", export.tolerance, "a number > 0")
+    _require(export.bench_threads >= 1, "export.bench_threads", export.bench_threads, "an integer >= 1")
+    _require(export.bench_batch >= 1, "export.bench_batch", export.bench_batch, "an integer >= 1")
 
     from prunectl.defenses import DEFENSES
 

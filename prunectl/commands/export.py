@@ -1,0 +1,84 @@
+"""`prunectl export`: the pruned model of a finished run as a checked, sparse ONNX artifact."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from prunectl.commands._common import err_console, handle_errors, print_json
+
+
+class FormatChoice(str, Enum):
+    onnx = "onnx"
+
+
+class SparseChoice(str, Enum):
+    auto = "auto"
+    dense = "dense"
+
+
+class QuantizeChoice(str, Enum):
+    none = "none"
+    int8 = "int8"
+
+
+@handle_errors()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory (the --out of prunectl prune).")],
+    format: Annotated[FormatChoice, typer.Option("--format", help="Artifact format.")] = FormatChoice.onnx,
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the files (default: RUN_DIR/export).")] = None,
+    opset: Annotated[Optional[int], typer.Option(help="ONNX opset (recipe export.opset, default 17).")] = None,
+    sparse: Annotated[Optional[SparseChoice], typer.Option(help="auto: sparse initializers where they are smaller; dense: never.")] = None,
+    quantize: Annotated[Optional[QuantizeChoice], typer.Option(help="Also write an INT8 model (onnxruntime dynamic quantisation).")] = None,
+    tolerance: Annotated[Optional[float], typer.Option(help="Max |logit difference| allowed between torch and onnxruntime.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the export report as JSON on stdout.")] = False,
+) -> None:
+    """Export the pruned model to ONNX, check parity with torch on the holdout split, compress it."""
+    from prunectl import api
+
+    stored = api.stored_recipe(run_dir)
+    flags = {
+        "export.opset": opset,
+        "export.sparse": sparse.value if sparse else None,
+        "export.quantize": quantize.value if quantize else None,
+        "export.tolerance": tolerance,
+    }
+    settings = api.resolve_recipe(flags=flags, base=stored).recipe.export
+    from prunectl.progress import RichProgress
+
+    with RichProgress() as progress:
+        result = api.export(run_dir, out=out, settings=settings, progress=progress)
+    _print_summary(result)
+    if json_output:
+        print_json(result.to_dict())
+
+
+def _print_summary(result: Any) -> None:
+    report = result.report
+    sizes, parity = report["sizes"], report["parity"]
+    err_console.print(f"wrote {report['onnx_path']} and {report['xz_path']}", soft_wrap=True)
+    err_console.print(
+        f"size: dense ONNX {sizes['dense_onnx_bytes']:,} B → sparse ONNX {sizes['onnx_bytes']:,} B "
+        f"({sizes['onnx_to_dense']:.2f}×) → .xz {sizes['xz_bytes']:,} B ({sizes['xz_to_dense']:.3f}×; "
+        f"reference size {sizes['reference_to_dense']:.3f}×)",
+        soft_wrap=True,
+    )
+    err_console.print(
+        f"parity with torch on {parity['samples']} inputs: max |Δlogit| {parity['max_abs_diff']:.2e} "
+        f"(tolerance {parity['tolerance']:.0e}), argmax agreement {parity['argmax_agreement']:.2%}",
+        soft_wrap=True,
+    )
+    if report.get("accuracy"):
+        acc = report["accuracy"]
+        err_console.print(f"holdout accuracy: torch {acc['torch']:.2%}, onnxruntime {acc['onnx']:.2%}")
+    quant = report.get("quantization")
+    if quant:
+        err_console.print(
+            f"int8: {report['int8_path']} {quant['onnx_bytes']:,} B; holdout accuracy fp32 {quant['accuracy_fp32']:.2%} "
+            f"→ int8 {quant['accuracy_int8']:.2%}; max |Δlogit| vs torch {quant['parity']['max_abs_diff']:.3f}",
+            soft_wrap=True,
+        )
+    err_console.print(f"dense baseline for `prunectl bench --against`: {result.baseline_onnx}", soft_wrap=True)

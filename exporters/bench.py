@@ -183,8 +183,12 @@ def benchmark(
         baseline_spec = input_spec(baseline_session, label=str(against))
         try:
             resolve_batch_shape(baseline_spec, batch, shape[1:], label=str(against))
-        except ExporterInputError as error:
-            raise ExporterInputError(f"{error} (from {model}); --against must take the same input as the model") from None
+        except ExporterInputError:
+            theirs = ", ".join("batch" if d is None else str(d) for d in baseline_spec.dims)
+            raise ExporterInputError(
+                f"input shape mismatch: {model} takes (batch, {', '.join(map(str, shape[1:]))}) but --against "
+                f"{against} takes ({theirs}); compare models with the same input"
+            ) from None
         if baseline_spec.element_type != spec.element_type:
             raise ExporterInputError(f"{model} takes {spec.element_type} but {against} takes {baseline_spec.element_type}")
         sessions.append(baseline_session)

@@ -187,7 +187,7 @@ def export_model(
     inputs = _parity_batch(parity_inputs, sample_shape, random_inputs, seed)
     reference = _torch_logits(frozen, inputs)
     if reference.ndim != 2:
-        raise ExporterInputError(f"the model returns shape {list(reference.shape)}; a classifier must return [batch, classes] logits")
+        raise ExporterInputError(f"the model returns shape {tuple(reference.shape)}; a classifier must return [batch, classes] logits")
     if metadata.class_names and len(metadata.class_names) != reference.shape[1]:
         raise ExporterInputError(
             f"metadata names {len(metadata.class_names)} classes but the model returns {reference.shape[1]} logits"
@@ -275,11 +275,11 @@ def _check_inputs(
     sample_shape = tuple(int(d) for d in example_input.shape[1:])
     if metadata.input_shape is not None and tuple(metadata.input_shape) != sample_shape:
         raise ExporterInputError(
-            f"input shape mismatch: metadata says {list(metadata.input_shape)} but the example input is {list(sample_shape)}"
+            f"input shape mismatch: metadata says {tuple(metadata.input_shape)} but the example input is {sample_shape}"
         )
     if not isinstance(parity_inputs, torch.Tensor) or tuple(parity_inputs.shape[1:]) != sample_shape:
-        got = list(parity_inputs.shape) if isinstance(parity_inputs, torch.Tensor) else type(parity_inputs).__name__
-        raise ExporterInputError(f"input shape mismatch: parity inputs are {got}, expected [N, {', '.join(map(str, sample_shape))}]")
+        got = tuple(parity_inputs.shape) if isinstance(parity_inputs, torch.Tensor) else type(parity_inputs).__name__
+        raise ExporterInputError(f"input shape mismatch: parity inputs are {got}, expected (N, {', '.join(map(str, sample_shape))})")
     if parity_labels is not None and (not isinstance(parity_labels, torch.Tensor) or parity_labels.reshape(-1).shape[0] != parity_inputs.shape[0]):
         raise ExporterInputError("parity_labels must be a tensor with one label per parity input")
     if parity_inputs.shape[0] + random_inputs < 1:

@@ -125,11 +125,17 @@ def resolve_batch_shape(
         if len(sample_shape) != len(rest) or any(d is not None and d != s for d, s in zip(rest, sample_shape)):
             graph = ["batch" if batch_dim is None else str(batch_dim)] + ["?" if d is None else str(d) for d in rest]
             raise ExporterInputError(
-                f"input shape mismatch: {label} takes [{', '.join(graph)}] but the given sample shape is {list(sample_shape)}"
+                f"input shape mismatch: {label} takes ({', '.join(graph)}) but the given sample shape is {_shape(sample_shape)}"
             )
         return (batch, *sample_shape)
     if any(d is None for d in rest):
         raise ExporterInputError(
-            f"{label} has symbolic input dims {['?' if d is None else d for d in rest]} and no input_shape metadata; give the sample shape"
+            f"{label} has symbolic input dims ({', '.join('?' if d is None else str(d) for d in rest)}) and no input_shape metadata; give the sample shape"
         )
     return (batch, *(int(d) for d in rest))  # type: ignore[arg-type]
+
+
+def _shape(dims: tuple[int, ...]) -> str:
+    """Shapes in messages use parentheses: the CLI prints messages through rich, which would
+    take `[batch, 1, 28, 28]` for a markup tag and drop it."""
+    return "(" + ", ".join(str(d) for d in dims) + ")"

@@ -29,7 +29,6 @@ from prunectl.models import check_source as check_model_source
 from prunectl.models import load_state_dict_file, load_weights
 from prunectl.pipeline import BASE_CHECKPOINT, PipelineFunction, fresh_model, pipeline_function, run_pipeline
 from prunectl.progress import Progress, SilentProgress
-from prunectl.pruning.engine import RoundRecord
 from prunectl.pruning.masks import check_sparsity, measure_sparsity
 from prunectl.recipe import ExportSpec, Recipe
 from prunectl.run import MANIFEST, RECIPE, RunDirectory, atomic_torch_save, atomic_write_json, atomic_write_text

@@ -25,6 +25,7 @@ import torch
 from prunectl.errors import DataError
 from prunectl.recipe import DataSpec
 from prunectl.registry import Registry
+from prunectl.registry import split_source as parse_source
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (
@@ -74,11 +75,6 @@ class SourceKind:
 
 
 DATA_SOURCES: Registry[SourceKind] = Registry("data source", DataError)
-
-
-def parse_source(source: str) -> tuple[str, str | None]:
-    kind, _, arg = source.partition(":")
-    return kind, (arg or None)
 
 
 def check_source(spec: DataSpec) -> None:

@@ -24,6 +24,7 @@ from torch import nn
 from prunectl.errors import ModelError
 from prunectl.recipe import ModelSpec
 from prunectl.registry import Registry
+from prunectl.registry import split_source as parse_source
 
 
 @dataclass(frozen=True)
@@ -202,11 +203,6 @@ MODEL_SOURCES.register("builtin")(ModelKind(_build_builtin, needs_arg=True, arg_
 MODEL_SOURCES.register("torchvision")(ModelKind(_build_torchvision, needs_arg=True, arg_is_path=False))
 MODEL_SOURCES.register("torchscript")(ModelKind(_build_torchscript, needs_arg=True, arg_is_path=True))
 MODEL_SOURCES.register("state-dict")(ModelKind(_build_from_factory, needs_arg=True, arg_is_path=True, weights_from_arg=True))
-
-
-def parse_source(source: str) -> tuple[str, str | None]:
-    kind, _, arg = source.partition(":")
-    return kind, (arg or None)
 
 
 def check_source(spec: ModelSpec) -> None:

@@ -58,25 +58,32 @@ def clone_model(model: nn.Module, recipe: Recipe, data: Dataset, seed: int) -> n
     return clone.to(next(model.parameters()).device)
 
 
-def base_optimizer(recipe: Recipe) -> OptimizerSettings:
+def fit_like_base(
+    model: nn.Module,
+    recipe: Recipe,
+    data: Dataset,
+    indices: np.ndarray,
+    seed: int,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> nn.Module:
+    """Train with the recipe's base-training settings: the base model and any helper model."""
     t = recipe.train
-    return OptimizerSettings(t.optimizer, t.lr, t.momentum, t.weight_decay)
+    return fit(
+        model,
+        data,
+        indices,
+        epochs=t.epochs,
+        batch_size=t.batch_size,
+        optimizer=OptimizerSettings(t.optimizer, t.lr, t.momentum, t.weight_decay),
+        seed=seed,
+        device=resolve_device(recipe.device),
+        on_epoch=on_epoch,
+    )
 
 
 def train_base(model: nn.Module, recipe: Recipe, data: Dataset, members: np.ndarray, seed: int, progress: Progress) -> nn.Module:
-    device = resolve_device(recipe.device)
     with progress.task("base training", total=recipe.train.epochs) as bar:
-        return fit(
-            model,
-            data,
-            members,
-            epochs=recipe.train.epochs,
-            batch_size=recipe.train.batch_size,
-            optimizer=base_optimizer(recipe),
-            seed=derive_seed(seed, "base"),
-            device=device,
-            on_epoch=lambda epoch, loss: bar.advance(),
-        )
+        return fit_like_base(model, recipe, data, members, derive_seed(seed, "base"), lambda epoch, loss: bar.advance())
 
 
 def run_pipeline(
@@ -127,16 +134,7 @@ def run_pipeline(
             device=device,
             total_epochs=recipe.prune.rounds * recipe.prune.epochs_per_round,
             build_model=lambda helper_seed: fresh_model(recipe, data, helper_seed),
-            fit=lambda model, indices, helper_seed: fit(
-                model,
-                data,
-                indices,
-                epochs=recipe.train.epochs,
-                batch_size=recipe.train.batch_size,
-                optimizer=base_optimizer(recipe),
-                seed=helper_seed,
-                device=device,
-            ),
+            fit=lambda model, indices, helper_seed: fit_like_base(model, recipe, data, indices, helper_seed),
             base_model=base,
         )
     )

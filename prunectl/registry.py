@@ -43,3 +43,9 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def split_source(source: str) -> tuple[str, str | None]:
+    """`"kind:arg"` → `("kind", "arg")`; `"kind"` → `("kind", None)`. Used by every source registry."""
+    kind, _, arg = source.partition(":")
+    return kind, (arg or None)

@@ -2,7 +2,7 @@
 
 Run by :mod:`exporters.bench` in a subprocess. It imports only numpy, onnxruntime and
 psutil, records its RSS, creates the session, runs it a few times and prints one JSON line
-with the RSS before the session and the process's peak RSS (`getrusage` high-water mark).
+with the RSS before the session and the process's peak RSS (high-water mark).
 The session is created from the path, as a deployment would, so the file is not also
 parsed into a Python-side protobuf that would inflate the figure.
 """
@@ -17,6 +17,18 @@ PROBE_RUNS = 5
 
 
 def peak_rss_bytes() -> int:
+    """This process's peak RSS.
+
+    Linux: VmHWM from /proc/self/status, the high-water mark of this address space. Not
+    getrusage's ru_maxrss: Linux carries it over fork and exec, so a probe started by a
+    parent that holds torch (~700 MB) would report the parent's peak, not its own.
+    """
+    try:
+        for line in open("/proc/self/status", encoding="ascii"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
     try:
         import resource
     except ImportError:  # Windows: psutil knows the peak working set
@@ -25,7 +37,7 @@ def peak_rss_bytes() -> int:
         info = psutil.Process().memory_info()
         return int(getattr(info, "peak_wset", info.rss))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)  # Linux reports KiB
+    return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -337,7 +337,7 @@ def _ratios(candidate: ModelBench, baseline: ModelBench) -> BenchRatios:
 
 
 _MEMORY_METHOD = (
-    "peak RSS (getrusage ru_maxrss) of a fresh Python process (python -m exporters._probe) that imports "
+    "peak RSS (VmHWM on Linux) of a fresh Python process (python -m exporters._probe) that imports "
     f"numpy, onnxruntime and psutil, creates the session from the file and runs it {PROBE_RUNS} times; "
     "rss_before_session is its RSS after those imports"
 )

@@ -21,7 +21,6 @@ Results go into BENCHMARKS.md's `export` section. Run from the repository root:
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime as dt
 import platform
 import sys

@@ -43,8 +43,6 @@ _STORABLE = {
     onnx.TensorProto.INT8,
     onnx.TensorProto.UINT8,
 }
-# Element types counted as "parameters" in the size report and the reference size.
-_PARAMETER_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16}
 
 
 class SparseStorage(str, Enum):
@@ -162,7 +160,3 @@ def parameter_reference_bytes(tensors: tuple[TensorStorage, ...]) -> float:
             value_bits = 8 * (tensor.dense_bytes // tensor.numel) if tensor.numel else 0
             bits += reference_bits(tensor.numel, tensor.nnz, value_bits)
     return bits / 8.0
-
-
-def is_parameter_type(data_type: int) -> bool:
-    return data_type in _PARAMETER_TYPES

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -53,6 +54,7 @@ PRUNED_CHECKPOINT = "pruned.pt"
 MASKS_FILE = "masks.pt"
 PRUNE_RESULT = "prune.json"
 EXPORT_DIR = "export"
+BASELINE_DIR = "baseline"
 
 
 @dataclass(frozen=True)
@@ -288,22 +290,49 @@ def export(
         opset=settings.opset,
         seed=loaded.recipe.seed,
     )
+    # Export into a staging directory and move it into place only when both models passed
+    # their checks: a failed or killed export never leaves a model.onnx that looks released.
+    staging = export_dir.with_name(f".{export_dir.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
     with progress.task("export ONNX (pruned, then dense baseline)", total=2) as bar:
         report = export_model(
-            loaded.pruned_model, inputs[:1], export_dir, metadata=metadata, sparse=settings.sparse, quantize=settings.quantize, **common
+            loaded.pruned_model, inputs[:1], staging, metadata=metadata, sparse=settings.sparse, quantize=settings.quantize, **common
         )
         bar.advance()
-        baseline = export_model(loaded.base_model, inputs[:1], export_dir / "baseline", metadata=metadata, sparse="dense", **common)
+        export_model(loaded.base_model, inputs[:1], staging / BASELINE_DIR, metadata=metadata, sparse="dense", **common)
         bar.advance()
-    result = ExportResult(str(loaded.path), str(export_dir), report.to_dict(), str(baseline.onnx_path))
-    atomic_write_json(export_dir / "export.json", result.to_dict())
-    _record_in_manifest(loaded.path, "export", {
-        "dir": str(export_dir),
-        "files": {str(p.relative_to(export_dir)): _sha256(p) for p in _export_files(export_dir)},
-        "sizes": report.to_dict()["sizes"],
-        "parity": report.to_dict()["parity"],
-    })
+    report_dict = _relocate(report.to_dict(), staging, export_dir)
+    result = ExportResult(str(loaded.path), str(export_dir), report_dict, str(export_dir / BASELINE_DIR / "model.onnx"))
+    atomic_write_json(staging / "export.json", result.to_dict())
+    _replace_directory(staging, export_dir)
+    _record_in_manifest(
+        loaded.path,
+        "export",
+        {
+            "dir": str(export_dir),
+            "files": {str(p.relative_to(export_dir)): _sha256(p) for p in _export_files(export_dir)},
+            "sizes": report_dict["sizes"],
+            "parity": report_dict["parity"],
+        },
+    )
     return result
+
+
+def _relocate(report: dict[str, Any], staging: Path, final: Path) -> dict[str, Any]:
+    for key in ("onnx_path", "xz_path", "int8_path", "dense_path"):
+        if report.get(key):
+            report[key] = str(final / Path(report[key]).relative_to(staging))
+    return report
+
+
+def _replace_directory(new: Path, target: Path) -> None:
+    """Swap `new` into `target`'s place; the old directory is removed only after the rename."""
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    new.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _export_files(export_dir: Path) -> list[Path]:

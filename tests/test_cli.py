@@ -161,3 +161,15 @@ def test_asking_for_cuda_without_a_gpu_is_bad_input(tmp_path, tiny_config):
     result = runner.invoke(app, ["prune", "--config", str(tiny_config), "--out", str(tmp_path / "r"), "--device", "cuda"])
     _assert_one_line_error(result, "no CUDA GPU is available; use --device cpu")
     assert not (tmp_path / "r").exists()
+
+
+def test_error_messages_with_brackets_are_printed_whole(monkeypatch, tmp_path, tiny_config):
+    import prunectl.api
+    from prunectl.errors import DataError
+
+    def bad(*args, **kwargs):
+        raise DataError("inputs of shape [batch, 1, 5, 5] do not fit; pass [batch, 1, 8, 8]")
+
+    monkeypatch.setattr(prunectl.api, "prune", bad)
+    result = runner.invoke(app, ["prune", "--config", str(tiny_config), "--out", str(tmp_path / "r")])
+    _assert_one_line_error(result, "[batch, 1, 5, 5] do not fit; pass [batch, 1, 8, 8]")

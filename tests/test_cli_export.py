@@ -87,3 +87,27 @@ def test_cli_export_rejects_an_invalid_opset(tiny_run):
     _, run_dir = tiny_run
     result = runner.invoke(app, ["export", str(run_dir), "--opset", "3", "--out", str(run_dir / "x")])
     assert result.exit_code == 2 and "export.opset = 3 is invalid" in result.output
+
+
+def test_a_failed_export_leaves_the_previous_artifact_untouched(tiny_run, tmp_path, monkeypatch):
+    import exporters
+    from exporters import ParityError
+
+    _, run_dir = tiny_run
+    out = tmp_path / "export"
+    export(run_dir, out=out)
+    before = (out / "model.onnx").read_bytes()
+    calls = []
+    real = exporters.export_model
+
+    def fail_on_baseline(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise ParityError("simulated parity failure")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(exporters, "export_model", fail_on_baseline)
+    with pytest.raises(ParityError):
+        export(run_dir, out=out)
+    assert (out / "model.onnx").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["baseline", "export.json", "model.onnx", "model.onnx.xz"]

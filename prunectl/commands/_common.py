@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -75,16 +76,16 @@ def handle_errors(resume_hint: Callable[..., str | None] | None = None) -> Calla
                 message = "interrupted"
                 if hint:
                     message += f"; resume with: {hint}"
-                err_console.print(f"[yellow]{message}[/]", soft_wrap=True)
+                err_console.print(f"[yellow]{escape(message)}[/]", soft_wrap=True)
                 raise typer.Exit(EXIT_INTERRUPTED) from None
             except _user_error_types() as error:
-                err_console.print(f"[red]error:[/] {error}", soft_wrap=True)
+                err_console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)
                 raise typer.Exit(EXIT_BAD_INPUT) from None
             except Exception as error:  # noqa: BLE001 - the last line of defence: exit 3
                 log = _write_crash_log()
                 where = f"; details in {log}" if log else ""
                 err_console.print(
-                    f"[red]internal error (a bug in prunectl):[/] {type(error).__name__}: {error}{where}",
+                    f"[red]internal error (a bug in prunectl):[/] {type(error).__name__}: {escape(str(error))}{escape(where)}",
                     soft_wrap=True,
                 )
                 raise typer.Exit(EXIT_INTERNAL) from None

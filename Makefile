@@ -25,6 +25,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/prune.py
+	$(BIN)/python benchmarks/export.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -7,10 +7,10 @@ without clobbering each other's results or hand-written text around them.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
+
+from exporters.atomic import atomic_write_bytes
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _HEADER = "# Benchmarks\n\nEach section is written by the script it names; rerun the script to refresh it.\n"
@@ -46,19 +46,7 @@ def update_section(section_name: str, markdown: str, path: Path = Path("BENCHMAR
         raise ValueError(
             f"{path}: section {section_name!r} has {n_start} opening and {n_end} closing markers; fix them by hand"
         )
-    _atomic_write_text(path, text)
+    atomic_write_bytes(path, text.encode("utf-8"))
     return path
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

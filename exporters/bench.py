@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from exporters._atomic import atomic_write_json
+from exporters.atomic import atomic_write_json
 from exporters._ort import GRAPH_OPTIMIZATION, PROVIDER
 from exporters._probe import PROBE_RUNS
 from exporters.errors import ExporterInputError

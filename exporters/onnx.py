@@ -39,7 +39,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from exporters._atomic import atomic_write_bytes
+from exporters.atomic import atomic_write_bytes
 from exporters.compress import compress_xz
 from exporters.errors import ExporterInputError, ParityError
 from exporters.metadata import ExportMetadata, write_metadata

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from exporters.atomic import atomic_write_bytes
 from prunectl.errors import RunDirError
 
 MANIFEST = "manifest.json"
@@ -26,32 +25,7 @@ CHECKPOINT_PATTERN = re.compile(r"round-(\d+)\.pt$")
 RUN_MARKERS = (MANIFEST, RECIPE, "splits.json")
 
 
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
+__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_torch_save", "atomic_write_text", "RunDirectory"]
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -41,29 +41,21 @@ if str(ROOT) not in sys.path:  # `python benchmarks/export.py` without an instal
 from benchmarks._report import update_section  # noqa: E402
 from exporters import ExportMetadata, benchmark, export_model  # noqa: E402
 from exporters.bench import machine_info  # noqa: E402
+from prunectl.models import MLP, SmallCNN  # noqa: E402
+from prunectl.pruning.masks import apply_masks, compute_masks, prunable_weight_names  # noqa: E402
 
 SPARSITIES = (0.0, 0.5, 0.9, 0.95)
 GOAL_XZ_TO_DENSE = 0.13  # issue 5: compressed artifact ≤ 0.13× the dense ONNX at 0.9
 
 
 def fashion_cnn() -> nn.Module:
-    """The builtin CNN's architecture for 28×28 Fashion-MNIST (defined here: exporters and
-    benchmarks of them must not depend on prunectl)."""
-    return nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10),
-    )  # fmt: skip
+    """prunectl's builtin CNN, sized for 28×28 Fashion-MNIST."""
+    return SmallCNN(1, 28, 28, 10)
 
 
 def mlp() -> nn.Module:
-    widths = (600, 1024, 512, 256, 128, 100)
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(widths, widths[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(widths) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+    """prunectl's builtin MLP, 600-1024-512-256-128-100."""
+    return MLP(600, (1024, 512, 256, 128), 100)
 
 
 def resnet18() -> nn.Module:
@@ -87,15 +79,10 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
 
 
 def magnitude_prune(model: nn.Module, sparsity: float) -> nn.Module:
-    """One-shot global magnitude pruning of every Conv2d/Linear weight, in place."""
-    weights = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    k = int(sparsity * sum(w.numel() for w in weights))
-    if k == 0:
-        return model
-    threshold = torch.cat([w.detach().abs().reshape(-1) for w in weights]).kthvalue(k).values
-    with torch.no_grad():
-        for w in weights:
-            w.mul_((w.abs() > threshold).to(w.dtype))
+    """One-shot global magnitude pruning, in place, with the masks `prunectl prune` uses."""
+    names = prunable_weight_names(model)
+    parameters = dict(model.named_parameters())
+    apply_masks(parameters, compute_masks({n: parameters[n] for n in names}, sparsity, "global"))
     return model
 
 
@@ -195,8 +182,9 @@ def render(rows: list[Row], *, command: str, seconds: float, args: argparse.Name
         f"onnx {onnx.__version__}, onnxruntime {onnxruntime.__version__}, numpy {np.__version__}.",
         "",
         "Weights are randomly initialised and pruned one-shot by global magnitude over all conv and linear weights "
-        "(biases and batch-norm parameters stay dense). The Fashion-MNIST CNN is the builtin CNN's architecture "
-        "defined in the script, **not trained** on Fashion-MNIST: at a given sparsity, size and latency depend on the "
+        "(biases and batch-norm parameters stay dense). The Fashion-MNIST CNN and the MLP are prunectl's builtin "
+        "`SmallCNN` and `MLP`, pruned with the engine's own masks; the CNN is **not trained** here (the trained one's "
+        "export sizes are in the pruning section): at a given sparsity, size and latency depend on the "
         "architecture, not on the weights' values — except the compressibility of the surviving values, which trained "
         "weights may change slightly. Exported with opset 17 (TorchScript exporter); sparse storage per tensor where "
         "COO with int64 linear indices is smaller (density < 1/3).",

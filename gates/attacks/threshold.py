@@ -1,0 +1,121 @@
+"""Threshold attacks: one number per sample from the posterior, compared with a shadow-chosen threshold.
+
+Signals (higher = member), the metric-based family of Song & Mittal, "Systematic Evaluation of
+Privacy Risks of Machine Learning Models" (USENIX Security 2021), with p the posterior and y
+the label:
+
+- confidence:       p_y
+- loss:             log p_y  (= −cross-entropy)
+- entropy:          −H(p) = Σ_i p_i log p_i
+- modified_entropy: −Mentr(p, y), Mentr = −(1 − p_y) log p_y − Σ_{i≠y} p_i log(1 − p_i)
+- top1:             max_i p_i  (needs no label)
+
+Logs are taken of max(·, 1e-30), so a posterior of exactly 0 or 1 gives a large finite value,
+never −inf (which the metrics would treat as a failed measurement).
+
+Thresholds come from the shadow features via `metrics.best_threshold`, one per ground-truth
+class as Song & Mittal do when every class has `min_per_class` members and non-members in the
+shadow data, else one global threshold (`per_class` records which). `score` returns
+signal − threshold of the sample's class, so `threshold` is 0.0 and threshold-free metrics (AUC,
+ROC) rank samples of different classes on one comparable scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from gates import metrics
+from gates.attacks.base import AttackConfig, EpochCallback, check_training_data
+from gates.errors import GateInputError
+from gates.features import AttackFeatures
+
+_TINY = 1e-30
+
+Signal = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""`(posteriors (n, C), labels (n,)) -> (n,) float64`, higher = member."""
+
+
+def _log(values: np.ndarray) -> np.ndarray:
+    return np.log(np.maximum(values, _TINY))
+
+
+def _true_class(posteriors: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return posteriors[np.arange(labels.size), labels]
+
+
+def confidence_signal(posteriors: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return _true_class(posteriors, labels)
+
+
+def loss_signal(posteriors: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return _log(_true_class(posteriors, labels))
+
+
+def entropy_signal(posteriors: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return np.sum(posteriors * _log(posteriors), axis=1)
+
+
+def modified_entropy_signal(posteriors: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """−Mentr: unlike entropy it is low for a confident *wrong* prediction, which non-members make more often."""
+    rows = np.arange(labels.size)
+    p_y = posteriors[rows, labels]
+    others = posteriors * _log(1.0 - posteriors)
+    others[rows, labels] = 0.0
+    mentr = -(1.0 - p_y) * _log(p_y) - others.sum(axis=1)
+    return -mentr
+
+
+def top1_signal(posteriors: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return posteriors.max(axis=1)
+
+
+SIGNALS: dict[str, Signal] = {
+    "confidence": confidence_signal,
+    "loss": loss_signal,
+    "entropy": entropy_signal,
+    "modified_entropy": modified_entropy_signal,
+    "top1": top1_signal,
+}
+
+
+class ThresholdAttack:
+    """A signal of the posterior with thresholds chosen on shadow data, per class when the data allow it."""
+
+    def __init__(self, name: str, signal: Signal, config: AttackConfig) -> None:
+        self.name = name
+        self.signal = signal
+        self.min_per_class = config.min_per_class
+        self.threshold = 0.0
+        self.per_class = False
+        self.class_thresholds: np.ndarray | None = None  # (C,), the same value everywhere in global mode
+
+    def raw_score(self, features: AttackFeatures) -> np.ndarray:
+        """The signal itself, before the class threshold is subtracted."""
+        return np.asarray(self.signal(features.posteriors, features.labels), dtype=np.float64)
+
+    def fit(self, features: AttackFeatures, membership: np.ndarray, on_epoch: EpochCallback | None = None) -> None:
+        m = check_training_data(self.name, features, membership)
+        raw = self.raw_score(features)
+        classes = features.num_classes
+        members = np.bincount(features.labels[m == 1], minlength=classes)
+        nonmembers = np.bincount(features.labels[m == 0], minlength=classes)
+        self.per_class = bool(min(members.min(), nonmembers.min()) >= self.min_per_class)
+        if self.per_class:
+            thresholds = np.array(
+                [metrics.best_threshold(raw[features.labels == c], m[features.labels == c]) for c in range(classes)]
+            )
+        else:
+            thresholds = np.full(classes, metrics.best_threshold(raw, m))
+        self.class_thresholds = thresholds
+
+    def score(self, features: AttackFeatures) -> np.ndarray:
+        """Signal minus its class's shadow threshold: >= 0 means "member" at `threshold` = 0."""
+        if self.class_thresholds is None:
+            raise RuntimeError(f"{self.name}: call fit() on shadow features before score()")
+        if features.num_classes != self.class_thresholds.size:
+            raise GateInputError(
+                f"{self.name}: fitted on {self.class_thresholds.size} classes, asked to score {features.num_classes}"
+            )
+        return self.raw_score(features) - self.class_thresholds[features.labels]

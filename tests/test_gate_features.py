@@ -107,7 +107,9 @@ def test_a_constant_model_has_zero_sensitivity(dataset) -> None:
     inputs, labels = dataset
     features = compute_features(ConstantModel(), inputs, labels, np.arange(20), num_classes=CLASSES)
     np.testing.assert_array_equal(features.sensitivity, 0.0)
-    np.testing.assert_allclose(features.posteriors, np.tile(torch.softmax(torch.tensor([2.0, 0.5, -1.0, 0.0]), 0).numpy(), (20, 1)), atol=1e-7)
+    np.testing.assert_allclose(
+        features.posteriors, np.tile(torch.softmax(torch.tensor([2.0, 0.5, -1.0, 0.0]), 0).numpy(), (20, 1)), atol=1e-7
+    )
 
 
 def test_sensitivity_is_the_mean_absolute_finite_difference_over_eps() -> None:

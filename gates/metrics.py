@@ -117,42 +117,47 @@ def bootstrap_advantage_interval(
 def _threshold_sweep(s: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every distinct rule `score >= t`, from "everyone" to "no one".
 
-    Returns (candidate thresholds, TPR, FPR), one entry per candidate, ascending in threshold:
-    below the minimum, at each midpoint between adjacent distinct scores, and above the maximum.
-    Midpoints rather than observed scores, so a threshold learned on shadow data does not sit
-    exactly on a shadow sample and generalises symmetrically to new samples.
+    Returns (candidate thresholds, members caught, non-members accused), counts as int64, one
+    entry per candidate, ascending in threshold: below the minimum, at each midpoint between
+    adjacent distinct scores, and above the maximum. Midpoints rather than observed scores, so a
+    threshold learned on shadow data does not sit exactly on a shadow sample.
     """
     values = np.unique(s)  # sorted ascending
-    n_members, n_nonmembers = int(mask.sum()), int((~mask).sum())
-    # members/non-members with score >= values[k]: counts of those at or above each distinct value
     position = np.searchsorted(values, s)
     members_at = np.bincount(position[mask], minlength=values.size)
     nonmembers_at = np.bincount(position[~mask], minlength=values.size)
-    members_at_or_above = np.cumsum(members_at[::-1])[::-1]
-    nonmembers_at_or_above = np.cumsum(nonmembers_at[::-1])[::-1]
     # candidate k < values.size predicts "member" for scores >= values[k]; the last predicts no one
-    tpr = np.append(members_at_or_above, 0) / n_members
-    fpr = np.append(nonmembers_at_or_above, 0) / n_nonmembers
-    span = float(values[-1] - values[0])
-    margin = max(span, 1.0)
-    thresholds = np.concatenate(([values[0] - margin], (values[:-1] + values[1:]) / 2, [values[-1] + margin]))
-    return thresholds, tpr, fpr
+    caught = np.append(np.cumsum(members_at[::-1])[::-1], 0)
+    accused = np.append(np.cumsum(nonmembers_at[::-1])[::-1], 0)
+    margin = max(float(values[-1] - values[0]), 1.0)
+    low, high = values[:-1], values[1:]
+    middle = low + (high - low) / 2
+    middle = np.where(middle > low, middle, high)  # adjacent floats: the midpoint may round down onto `low`
+    thresholds = np.concatenate(([values[0] - margin], middle, [values[-1] + margin]))
+    return thresholds, caught, accused
+
+
+def _rates_and_gain(s: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(thresholds, TPR, FPR, n0·caught − n1·accused): the last ∝ TPR − FPR in exact integers, so ties are real ties."""
+    thresholds, caught, accused = _threshold_sweep(s, mask)
+    n_members, n_nonmembers = int(mask.sum()), int((~mask).sum())
+    gain = caught * n_nonmembers - accused * n_members
+    return thresholds, caught / n_members, accused / n_nonmembers, gain
 
 
 def best_threshold(scores: ArrayLike, membership: ArrayLike) -> float:
     """The threshold that maximises TPR − FPR on these (shadow) samples.
 
     Placed at the midpoint between adjacent distinct scores, below the minimum ("everyone") or
-    above the maximum ("no one"). When several thresholds reach the maximum, the median of them
-    (the lower median for an even count) is chosen: deterministic, and the one least sensitive to
-    where the optimal plateau ends on new data. NaN when any score is not finite.
+    above the maximum ("no one"). When several thresholds reach the maximum (compared exactly,
+    not in floating point), the median of them (the lower median for an even count) is chosen:
+    deterministic, and away from the edges of the optimal range. NaN when any score is not finite.
     """
     s, mask = _validate(scores, membership)
     if not _finite(s):
         return NAN
-    thresholds, tpr, fpr = _threshold_sweep(s, mask)
-    adv = tpr - fpr
-    best = np.flatnonzero(adv == adv.max())
+    thresholds, _, _, gain = _rates_and_gain(s, mask)
+    best = np.flatnonzero(gain == gain.max())
     return float(thresholds[best[(best.size - 1) // 2]])
 
 
@@ -164,8 +169,9 @@ def best_advantage(scores: ArrayLike, membership: ArrayLike) -> float:
     s, mask = _validate(scores, membership)
     if not _finite(s):
         return NAN
-    _, tpr, fpr = _threshold_sweep(s, mask)
-    return float(np.max(tpr - fpr))
+    _, tpr, fpr, gain = _rates_and_gain(s, mask)
+    k = int(np.argmax(gain))
+    return float(tpr[k] - fpr[k])
 
 
 def auc(scores: ArrayLike, membership: ArrayLike) -> float:
@@ -199,7 +205,7 @@ def roc_curve(scores: ArrayLike, membership: ArrayLike) -> tuple[np.ndarray, np.
     s, mask = _validate(scores, membership)
     if not _finite(s):
         return np.array([NAN]), np.array([NAN])
-    _, tpr, fpr = _threshold_sweep(s, mask)
+    _, tpr, fpr, _ = _rates_and_gain(s, mask)
     return fpr[::-1].copy(), tpr[::-1].copy()
 
 
@@ -215,7 +221,7 @@ def tpr_at_fpr(scores: ArrayLike, membership: ArrayLike, target_fpr: float) -> t
     s, mask = _validate(scores, membership)
     if not _finite(s):
         return NAN, NAN
-    _, tpr, fpr = _threshold_sweep(s, mask)
+    _, tpr, fpr, _ = _rates_and_gain(s, mask)
     allowed = fpr <= target_fpr  # never empty: "no one" has FPR 0
     best_tpr = tpr[allowed].max()
     achieved = fpr[allowed & (tpr == best_tpr)].min()

@@ -65,6 +65,12 @@ def test_perfect_separation_gives_auc_one_and_advantage_one() -> None:
     assert metrics.tpr_at_fpr(scores, members, 0.001) == (1.0, 0.0)
 
 
+def test_best_threshold_separates_adjacent_floating_point_scores() -> None:
+    low, high = 1.0, float(np.nextafter(1.0, 2.0))  # no number lies strictly between them
+    scores, members = np.array([high, low]), np.array([1, 0])
+    assert metrics.advantage(scores, members, metrics.best_threshold(scores, members)) == 1.0
+
+
 def test_reversed_scores_give_auc_zero_and_best_advantage_zero() -> None:
     scores, members = np.array([-1.0, 0.0, 1.0, 3.0, 4.0, 5.0]), np.array([1, 1, 1, 0, 0, 0])
     assert metrics.auc(scores, members) == 0.0

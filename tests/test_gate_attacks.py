@@ -205,14 +205,24 @@ def test_shadow_data_without_non_members_is_a_gate_input_error(name: str) -> Non
         make_attack(name, AttackConfig()).fit(features, np.ones(20, dtype=np.int64))
 
 
-def test_nan_posteriors_in_shadow_data_fail_closed() -> None:
+@pytest.mark.parametrize(("name", "min_per_class"), [("confidence", 1), ("confidence", 1000), ("samia", 20)])
+def test_nan_posteriors_in_shadow_data_fail_closed(name: str, min_per_class: int) -> None:
+    """One broken shadow measurement makes every score NaN, and so every figure: never a pass.
+
+    (Per-class thresholds too: not only the class of the broken sample. SAMIA would otherwise
+    keep its untrained weights with a finite threshold.)"""
     features, membership = synthetic(50, 50)
     posteriors = features.posteriors.copy()
     posteriors[3] = np.nan
     broken = AttackFeatures(posteriors, features.sensitivity, features.labels, features.indices)
-    attack = make_attack("confidence", AttackConfig())
+    attack = make_attack(name, AttackConfig(min_per_class=min_per_class, samia_max_epochs=3, samia_patience=2))
     attack.fit(broken, membership)
-    assert np.all(np.isnan(attack.score(features)))
+    if name == "confidence":
+        assert attack.per_class == (min_per_class == 1)
+    scores = attack.score(features)
+    assert np.all(np.isnan(scores))
+    result = metrics.evaluate_attack(name, scores, membership, attack.threshold)
+    assert math.isnan(result.advantage) and not result.is_finite
 
 
 # --- SAMIA ----------------------------------------------------------------------------------------

@@ -76,15 +76,23 @@ class SamiaAttack:
         self.validation_auc = float("nan")
         self.validation_history: list[float] = []
         self.validation_positions = np.zeros(0, dtype=np.int64)  # rows of the shadow features held out
+        self._unusable = False  # fitted on non-finite features: scores are NaN (fail closed)
 
     def fit(self, features: AttackFeatures, membership: np.ndarray, on_epoch: EpochCallback | None = None) -> None:
         cfg = self.config
         self.validation_history = []
         m = check_training_data(self.name, features, membership)
+        self.network = None
+        if not (np.all(np.isfinite(features.posteriors)) and np.all(np.isfinite(features.sensitivity))):
+            # Fail closed. Trained on NaN, the network would never reach a finite validation AUC and
+            # would be left at its random initial weights with a finite threshold: an "advantage ≈ 0"
+            # that looks like a pass. NaN threshold and scores make every figure NaN instead.
+            self.threshold = float("nan")
+            self._unusable = True
+            return
+        self._unusable = False
         train, val = _stratified_split(m, cfg.validation_fraction, cfg.seed)
         self.validation_positions = val
-        if train.size < 2:
-            raise GateInputError(f"samia: {len(features)} shadow samples leave {train.size} to train on; use more shadow data")
         device = torch.device(cfg.device)
         x = torch.from_numpy(_inputs(features)).to(device)
         y = torch.from_numpy(m).to(device)
@@ -119,11 +127,16 @@ class SamiaAttack:
                     break
             network.load_state_dict(best_state)
         self.network = network
-        self.validation_auc = float(best_auc) if math.isfinite(best_auc) else float("nan")
+        if not math.isfinite(best_auc):  # every epoch diverged: the kept weights are the untrained ones
+            self.validation_auc = self.threshold = float("nan")
+            return
+        self.validation_auc = float(best_auc)
         self.threshold = metrics.best_threshold(_member_probability(network, x_val), y_val)
 
     def score(self, features: AttackFeatures) -> np.ndarray:
         """Probability of "member" (softmax class 1), float64; compare with `threshold`."""
+        if self._unusable:
+            return np.full(len(features), np.nan)
         if self.network is None:
             raise RuntimeError("samia: call fit() on shadow features before score()")
         if features.num_classes != self.network.num_classes:

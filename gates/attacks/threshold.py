@@ -102,7 +102,10 @@ class ThresholdAttack:
         members = np.bincount(features.labels[m == 1], minlength=classes)
         nonmembers = np.bincount(features.labels[m == 0], minlength=classes)
         self.per_class = bool(min(members.min(), nonmembers.min()) >= self.min_per_class)
-        if self.per_class:
+        if not np.all(np.isfinite(raw)):
+            # fail closed: a broken shadow measurement poisons every class, not just its own
+            thresholds = np.full(classes, np.nan)
+        elif self.per_class:
             thresholds = np.array(
                 [metrics.best_threshold(raw[features.labels == c], m[features.labels == c]) for c in range(classes)]
             )

@@ -314,3 +314,12 @@ def test_samia_refuses_features_with_another_number_of_classes(fitted_samia) -> 
     other, _ = synthetic(5, 5, classes=3)
     with pytest.raises(GateInputError, match="5 classes"):
         fitted_samia[0].score(other)
+
+
+def test_samia_trains_on_a_proportional_subsample_beyond_its_row_cap() -> None:
+    shadow, membership = synthetic(400, 200, seed=6)
+    attack = SamiaAttack(AttackConfig(seed=0, samia_max_epochs=2, samia_patience=2, samia_max_samples=150))
+    attack.fit(shadow, membership)
+    assert 140 <= attack.trained_rows <= 150
+    kept_members = membership[attack.validation_positions].mean()
+    assert kept_members == pytest.approx(2 / 3, abs=0.05)  # the 2:1 member ratio survives the cap

@@ -27,8 +27,9 @@ class AttackConfig:
 
     seed: int = 0
     device: str = "cpu"
-    samia_max_epochs: int = 60
-    samia_patience: int = 8
+    samia_max_epochs: int = 40
+    samia_patience: int = 5
+    samia_max_samples: int = 12000  # shadow rows SAMIA trains on; a class-balanced subsample beyond this
     samia_batch_size: int = 128
     samia_lr: float = 1e-3
     validation_fraction: float = 0.2
@@ -38,6 +39,7 @@ class AttackConfig:
         checks = (
             (self.samia_max_epochs >= 1, "samia_max_epochs", self.samia_max_epochs, "an integer >= 1"),
             (self.samia_patience >= 1, "samia_patience", self.samia_patience, "an integer >= 1"),
+            (self.samia_max_samples >= 10, "samia_max_samples", self.samia_max_samples, "an integer >= 10"),
             (self.samia_batch_size >= 2, "samia_batch_size", self.samia_batch_size, "an integer >= 2 (batch norm needs 2)"),
             (self.samia_lr > 0, "samia_lr", self.samia_lr, "a number > 0"),
             (0 < self.validation_fraction < 1, "validation_fraction", self.validation_fraction, "a number in (0, 1), e.g. 0.2"),

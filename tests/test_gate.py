@@ -1,0 +1,151 @@
+"""The gate's policy end to end on the tiny run: what it measures, and that it fails closed."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import gates.gate as gate_module
+from gates.gate import GatePolicy, run_gate, select_evaluation
+from prunectl.api import load_run
+from prunectl.gating import gate_inputs, gate_policy
+from prunectl.recipe import GateSpec
+
+FAST = GateSpec(shadows=2, bootstrap=200)
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_run):
+    return load_run(tiny_run[1])
+
+
+@pytest.fixture(scope="module")
+def default_result(loaded):
+    """The gate with the recipe's default settings: 4 shadows, SAMIA and the threshold family."""
+    return run_gate(gate_inputs(loaded), gate_policy(loaded.recipe))
+
+
+def _policy(loaded, **changes) -> GatePolicy:
+    return dataclasses.replace(gate_policy(loaded.recipe, FAST), **changes)
+
+
+def test_the_default_gate_audits_both_models_with_every_attack_on_a_balanced_set(default_result, loaded):
+    result = default_result
+    assert result.verdict in ("pass", "fail")
+    assert result.gated_attacks == ("samia", "confidence", "loss", "entropy", "modified_entropy", "top1")
+    for audit in (result.original, result.pruned):
+        assert [m.attack for m in audit.attacks] == list(result.gated_attacks)
+        assert all(m.is_finite for m in audit.attacks)
+        assert all(m.n_members == m.n_nonmembers == result.n_members for m in audit.attacks)
+    assert result.n_members == result.n_nonmembers >= 100
+    assert len(result.shadows) == 4
+    assert len({s.seed for s in result.shadows}) == 4
+    assert result.pruned.holdout_accuracy == pytest.approx(_holdout_accuracy(loaded.pruned_model, loaded), abs=1e-6)
+
+
+def test_the_maximum_over_the_gated_attacks_decides(default_result):
+    result = default_result
+    highest = max(result.pruned.attacks, key=lambda m: m.advantage)
+    assert result.deciding_attack == highest.attack
+    assert result.gated_value == pytest.approx(highest.advantage)
+    assert result.passed == (highest.advantage <= result.max_advantage)
+
+
+def test_the_reported_resolution_matches_the_evaluation_size(default_result):
+    n = default_result.n_members
+    assert default_result.resolution == pytest.approx(1.96 * math.sqrt(0.5 / n), rel=1e-3)
+
+
+def test_strict_mode_with_zero_tolerance_fails(loaded):
+    result = run_gate(gate_inputs(loaded), _policy(loaded, attacks=("confidence", "loss"), strict=True, max_advantage=0.0))
+    assert result.verdict == "fail" and not result.passed
+    assert result.gated_value == pytest.approx(result.pruned.metrics(result.deciding_attack).advantage_high)
+    assert any("finer than this evaluation set can resolve" in w for w in result.warnings)
+
+
+def test_the_victims_evaluation_samples_never_reach_attack_training(loaded, monkeypatch):
+    seen: list[np.ndarray] = []
+    real_make_attack = gate_module.make_attack
+
+    def recording_make_attack(name, config):
+        attack = real_make_attack(name, config)
+        real_fit = attack.fit
+
+        def fit(features, membership, *args, **kwargs):
+            seen.append(np.asarray(features.indices))
+            return real_fit(features, membership, *args, **kwargs)
+
+        attack.fit = fit
+        return attack
+
+    monkeypatch.setattr(gate_module, "make_attack", recording_make_attack)
+    inputs = gate_inputs(loaded)
+    policy = _policy(loaded, attacks=("samia", "confidence"))
+    result = run_gate(inputs, policy)
+    assert result.verdict in ("pass", "fail")
+    evaluation = select_evaluation(inputs.members, inputs.holdout, inputs.labels, policy)
+    assert len(seen) == 4  # two attacks × (original, pruned)
+    for indices in seen:
+        assert len(np.intersect1d(indices, evaluation.indices)) == 0
+        assert np.isin(indices, inputs.shadow_pool).all()
+        assert not np.isin(indices, inputs.members).any() and not np.isin(indices, inputs.holdout).any()
+
+
+def test_an_error_inside_the_gate_means_not_passed(loaded):
+    def broken_pipeline(members, dev, seed):
+        raise RuntimeError("shadow training blew up")
+
+    inputs = dataclasses.replace(gate_inputs(loaded), train_shadow=broken_pipeline)
+    result = run_gate(inputs, _policy(loaded))
+    assert result.verdict == "error" and not result.passed
+    assert "shadow training blew up" in result.reason
+
+
+class _NaNModel(nn.Module):
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x) * float("nan")
+
+
+def test_nan_figures_mean_not_passed(loaded):
+    inputs = dataclasses.replace(gate_inputs(loaded), pruned_model=_NaNModel(loaded.pruned_model), original_model=None)
+    result = run_gate(inputs, _policy(loaded, attacks=("confidence", "loss")))
+    assert result.verdict == "error" and not result.passed
+
+
+def test_a_shadow_far_worse_than_the_victim_is_refused_with_the_reason(loaded):
+    real = gate_inputs(loaded)
+
+    def untrained_shadow(members, dev, seed):
+        torch.manual_seed(seed)
+        base, pruned = real.train_shadow(members[:20], dev, seed)
+        return base, pruned
+
+    inputs = dataclasses.replace(real, train_shadow=untrained_shadow)
+    result = run_gate(inputs, _policy(loaded, attacks=("confidence",)))
+    assert result.verdict == "error" and not result.passed
+    assert "points below the victim" in result.reason
+
+
+def test_too_few_evaluation_samples_is_bad_input_before_any_training(loaded):
+    from gates.errors import GateInputError
+
+    calls = []
+    inputs = dataclasses.replace(gate_inputs(loaded), train_shadow=lambda *a: calls.append(a))
+    with pytest.raises(GateInputError, match="at least 100 per side"):
+        run_gate(inputs, _policy(loaded, eval_size=50))
+    assert calls == []
+
+
+def _holdout_accuracy(model: nn.Module, loaded) -> float:
+    with torch.no_grad():
+        predicted = model(loaded.data.x[torch.as_tensor(loaded.splits.holdout)]).argmax(1)
+    return float((predicted == loaded.data.y[torch.as_tensor(loaded.splits.holdout)]).float().mean())

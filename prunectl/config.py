@@ -68,7 +68,7 @@ def _type_name(annotation: Any) -> str:
     base, optional = _unwrap_optional(annotation)
     name = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(base)
     if name is None:
-        name = "a list of integers"
+        name = "a list of strings" if typing.get_args(base)[:1] == (str,) else "a list of integers"
     return name + (" (or unset)" if optional else "")
 
 
@@ -117,10 +117,15 @@ def coerce(info: FieldInfo, value: Any, *, from_text: bool = False) -> Any:
             if not isinstance(value, str):
                 raise ValueError
             return value
-        # tuple[int, ...]
-        items = value.split(",") if isinstance(value, str) else value
+        # tuple[int, ...] or tuple[str, ...]
+        item_type = typing.get_args(base)[0]
+        items = [i.strip() for i in value.split(",")] if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)) or any(isinstance(i, bool) for i in items):
             raise ValueError
+        if item_type is str:
+            if not all(isinstance(i, str) and i for i in items):
+                raise ValueError
+            return tuple(items)
         return tuple(int(i) for i in items)
     except (TypeError, ValueError):
         raise RecipeError(f"{where} = {value!r} is invalid; expected {_type_name(info.annotation)}") from None

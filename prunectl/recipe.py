@@ -95,6 +95,31 @@ class ExportSpec:
     bench_batch: int = 1
 
 
+GATED_ATTACKS = ("samia", "confidence", "loss", "entropy", "modified_entropy", "top1")
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """The privacy release gate (DESIGN.md, "The gate's contract").
+
+    The gated advantage is the maximum over `attacks` (SAMIA and the threshold family by
+    default), so the gate never reports less leakage than the simplest attack finds.
+    `eval_size` caps the evaluation set per side (0: every class-balanced member/holdout pair).
+    `strict` gates on the upper end of the 95% interval instead of the point estimate.
+    """
+
+    attacks: tuple[str, ...] = GATED_ATTACKS
+    max_advantage: float = 0.10
+    strict: bool = False
+    shadows: int = 4
+    eval_size: int = 0
+    max_shadow_accuracy_drop: float = 0.10
+    sensitivity_samples: int = 10
+    sensitivity_eps: float = 1e-3
+    bootstrap: int = 1000
+    audit_original: bool = True
+
+
 @dataclass(frozen=True)
 class Recipe:
     name: str | None = None
@@ -106,6 +131,7 @@ class Recipe:
     prune: PruneSpec = field(default_factory=PruneSpec)
     defense: DefenseSpec = field(default_factory=DefenseSpec)
     export: ExportSpec = field(default_factory=ExportSpec)
+    gate: GateSpec = field(default_factory=GateSpec)
 
     @property
     def run_name(self) -> str:
@@ -125,6 +151,7 @@ SECTIONS: dict[str, type] = {
     "prune": PruneSpec,
     "defense": DefenseSpec,
     "export": ExportSpec,
+    "gate": GateSpec,
 }
 TOP_LEVEL = ("name", "seed", "device")
 
@@ -189,6 +216,31 @@ def validate(recipe: Recipe) -> Recipe:
     _require(_is_number(export.tolerance) and export.tolerance > 0, "export.tolerance", export.tolerance, "a number > 0")
     _require(export.bench_threads >= 1, "export.bench_threads", export.bench_threads, "an integer >= 1")
     _require(export.bench_batch >= 1, "export.bench_batch", export.bench_batch, "an integer >= 1")
+
+    gate = recipe.gate
+    from gates.attacks import attack_names
+
+    known_attacks = attack_names()
+    _require(
+        len(gate.attacks) >= 1 and all(a in known_attacks for a in gate.attacks) and len(set(gate.attacks)) == len(gate.attacks),
+        "gate.attacks",
+        list(gate.attacks),
+        "one or more distinct names of " + " | ".join(known_attacks),
+    )
+    _require(
+        _is_number(gate.max_advantage) and 0 <= gate.max_advantage <= 1, "gate.max_advantage", gate.max_advantage, "a number in [0, 1], e.g. 0.1"
+    )
+    _require(gate.shadows >= 1, "gate.shadows", gate.shadows, "an integer >= 1 (4 is the default)")
+    _require(gate.eval_size >= 0, "gate.eval_size", gate.eval_size, "an integer >= 0 (0: use every balanced pair)")
+    _require(
+        _is_number(gate.max_shadow_accuracy_drop) and 0 <= gate.max_shadow_accuracy_drop <= 1,
+        "gate.max_shadow_accuracy_drop",
+        gate.max_shadow_accuracy_drop,
+        "a number in [0, 1] (0.10 = 10 points)",
+    )
+    _require(gate.sensitivity_samples >= 1, "gate.sensitivity_samples", gate.sensitivity_samples, "an integer >= 1")
+    _require(_is_number(gate.sensitivity_eps) and gate.sensitivity_eps > 0, "gate.sensitivity_eps", gate.sensitivity_eps, "a number > 0")
+    _require(gate.bootstrap >= 100, "gate.bootstrap", gate.bootstrap, "an integer >= 100 (bootstrap resamples)")
 
     from prunectl.defenses import DEFENSES
 

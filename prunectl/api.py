@@ -9,6 +9,7 @@ Results are frozen dataclasses with `to_dict()` for JSON.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import platform
@@ -25,19 +26,23 @@ from prunectl import __version__
 from prunectl.config import ResolvedRecipe, resolve, to_toml
 from prunectl.config import resolve as resolve_recipe
 from prunectl.data import Dataset, Splits, check_source, load_dataset, make_splits
-from prunectl.errors import RunDirError
+from prunectl.errors import PrunectlError, RunDirError
+from prunectl.gating import GATE_DIR, GateOutcome, audit, write_reports
 from prunectl.models import check_source as check_model_source
 from prunectl.models import load_state_dict_file, load_weights
 from prunectl.pipeline import BASE_CHECKPOINT, PipelineFunction, fresh_model, pipeline_function, run_pipeline
 from prunectl.progress import Progress, SilentProgress
 from prunectl.pruning.masks import check_sparsity, measure_sparsity
-from prunectl.recipe import ExportSpec, Recipe
-from prunectl.run import MANIFEST, RECIPE, RunDirectory, atomic_torch_save, atomic_write_json, atomic_write_text
+from prunectl.recipe import ExportSpec, GateSpec, Recipe
+from prunectl.run import MANIFEST, RECIPE, RunDirectory, atomic_torch_save, atomic_write_json, atomic_write_text, replace_directory
 from prunectl.training import evaluate, resolve_device
 
 __all__ = [
     "ExportResult",
+    "GateOutcome",
+    "GateSpec",
     "export",
+    "gate",
     "LoadedRun",
     "PipelineFunction",
     "PruneResult",
@@ -304,7 +309,7 @@ def export(
     report_dict = _relocate(report.to_dict(), staging, export_dir)
     result = ExportResult(str(loaded.path), str(export_dir), report_dict, str(export_dir / BASELINE_DIR / "model.onnx"))
     atomic_write_json(staging / "export.json", result.to_dict())
-    _replace_directory(staging, export_dir)
+    replace_directory(staging, export_dir)
     _record_in_manifest(
         loaded.path,
         "export",
@@ -323,16 +328,6 @@ def _relocate(report: dict[str, Any], staging: Path, final: Path) -> dict[str, A
         if report.get(key):
             report[key] = str(final / Path(report[key]).relative_to(staging))
     return report
-
-
-def _replace_directory(new: Path, target: Path) -> None:
-    """Swap `new` into `target`'s place; the old directory is removed only after the rename."""
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    new.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _export_files(export_dir: Path) -> list[Path]:
@@ -362,3 +357,57 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         models.append(model.eval())
     return LoadedRun(path, recipe, data, splits, models[0], models[1])
 
+
+
+def gate(
+    run_dir: str | Path,
+    *,
+    settings: GateSpec | None = None,
+    progress: Progress | None = None,
+) -> GateOutcome:
+    """Audit a finished run's pruned model (and its original) for membership leakage.
+
+    Shadows re-run the run's stored recipe on the shadow pool; `settings` (default: the
+    recipe's `[gate]`) decide what is measured and where the threshold lies. Writes
+    `gate/report.json`, `junit.xml`, `summary.md` and `roc.png`, records the verdict and the
+    audited checkpoints' hashes in the manifest, and returns the verdict: check `.passed`.
+    Data too small for a meaningful verdict raises a `PrunectlError` before any training.
+    """
+    loaded = load_run(run_dir)
+    run = RunDirectory.open_existing(loaded.path)
+    audited = {name: _sha256(run.file(name)) for name in (BASE_CHECKPOINT, PRUNED_CHECKPOINT)}
+    result = audit(loaded, settings, progress)
+    context = {"versions": _versions(), "run_dir": str(loaded.path), "checkpoints_sha256": audited}
+    gate_dir = loaded.path / GATE_DIR
+    reports = write_reports(result, gate_dir, context)
+    pruned = result.pruned
+    headline = pruned.metrics(result.deciding_attack).to_dict() if pruned and result.deciding_attack else None
+    _record_in_manifest(
+        loaded.path,
+        "gate",
+        {
+            "verdict": result.verdict,
+            "passed": result.passed,
+            "reason": result.reason,
+            "max_advantage": result.max_advantage,
+            "strict": result.strict,
+            "deciding_attack": result.deciding_attack,
+            "gated_value": result.to_dict()["gated_value"],
+            "deciding_metrics": headline,
+            "checkpoints_sha256": audited,
+            "reports_sha256": {name: _sha256(path) for name, path in reports.items()},
+        },
+    )
+    return GateOutcome(str(loaded.path), str(gate_dir), result)
+
+
+def reusable_run(out: Path, recipe: Recipe) -> bool:
+    """Whether `out` holds a finished run of `recipe` (gate settings aside), so `gate` can skip pruning."""
+    run_file = out / MANIFEST
+    if not run_file.is_file():
+        return False
+    try:
+        stored = stored_recipe(out)
+    except PrunectlError:
+        return False
+    return dataclasses.replace(stored, gate=GateSpec()) == dataclasses.replace(recipe, gate=GateSpec())

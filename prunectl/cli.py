@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from prunectl.commands.export import export
+from prunectl.commands.gate import gate
 from prunectl.commands.prune import prune
 
 app = typer.Typer(
@@ -20,7 +21,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
 
 
 def _version(value: bool) -> None:
@@ -39,6 +39,7 @@ def _root(
 
 
 app.command("prune")(prune)
+app.command("gate")(gate)
 # exporters (issue 5): registered below
 app.command("export")(export)
 from prunectl.commands.bench import bench  # noqa: E402

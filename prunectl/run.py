@@ -25,7 +25,18 @@ CHECKPOINT_PATTERN = re.compile(r"round-(\d+)\.pt$")
 RUN_MARKERS = (MANIFEST, RECIPE, "splits.json")
 
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_torch_save", "atomic_write_text", "RunDirectory"]
+__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_torch_save", "atomic_write_text", "replace_directory", "RunDirectory"]
+
+
+def replace_directory(new: Path, target: Path) -> None:
+    """Swap `new` into `target`'s place; the old directory is removed only after the rename,
+    so a crash leaves either the complete old set of files or the complete new one."""
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    new.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

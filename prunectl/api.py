@@ -1,8 +1,10 @@
 """The public Python API. Every CLI command is a thin wrapper over a function here.
 
-    from prunectl.api import prune, resolve_recipe
+    from prunectl.api import gate, prune, resolve_recipe
     result = prune(resolve_recipe(flags={"prune.target_sparsity": 0.9}).recipe, out="runs/demo")
     print(result.pruned_accuracy, result.sparsity["global_sparsity"])
+    audit = gate("runs/demo")      # shadows, attacks, verdict; reports in runs/demo/gate/
+    print(audit.passed, audit.result.reason)
 
 Results are frozen dataclasses with `to_dict()` for JSON.
 """

@@ -285,19 +285,24 @@ class _GateRun:
         with self.progress.task(f"attacks on the {kind} model", total=len(self.policy.attacks)) as bar:
             for name in self.policy.attacks:
                 attack = make_attack(name, config)
-                attack.fit(shadow_features, shadow_membership)
+                title = f"attacks on the {kind} model: {name}"
+                bar.advance(0, description=title)
+                attack.fit(
+                    shadow_features,
+                    shadow_membership,
+                    on_epoch=lambda epoch, total, title=title: bar.advance(0, description=f"{title} (epoch {epoch}/≤{total})"),
+                )
                 attack_scores = np.asarray(attack.score(victim), dtype=np.float64)
                 scores[name] = attack_scores
-                all_metrics.append(
-                    evaluate_attack(
-                        name,
-                        attack_scores,
-                        membership,
-                        attack.threshold,
-                        resamples=self.policy.bootstrap,
-                        seed=derive_seed(self.policy.seed, "bootstrap", kind, name),
-                    )
+                measured = evaluate_attack(
+                    name,
+                    attack_scores,
+                    membership,
+                    attack.threshold,
+                    resamples=self.policy.bootstrap,
+                    seed=derive_seed(self.policy.seed, "bootstrap", kind, name),
                 )
+                all_metrics.append(dataclasses.replace(measured, threshold_source=_threshold_source(attack)))
                 bar.advance()
         return ModelAudit(kind, holdout_accuracy, tuple(all_metrics), scores, membership)
 
@@ -361,6 +366,16 @@ class _GateRun:
 
     def error_result(self, detail: str) -> GateResult:
         return self._result("error", f"not passed: the gate could not finish ({detail})", None, None, error=detail)
+
+
+def _threshold_source(attack: object) -> str:
+    if getattr(attack, "per_class", None) is True:
+        return "per class, shadow data (score shifted: 0 = threshold)"
+    if getattr(attack, "per_class", None) is False:
+        return "one global threshold, shadow data"
+    if hasattr(attack, "validation_positions"):
+        return "shadow validation split"
+    return "shadow data"
 
 
 class ShadowQualityError(RuntimeError):

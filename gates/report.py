@@ -264,7 +264,7 @@ def _attack_table(result: GateResult) -> list[str]:
             _num(pruned.auc) if pruned else "n/a",
             _num(pruned.best_advantage) if pruned else "n/a",
             f"{_num(pruned.tpr_at_1pct_fpr)} ({_num(pruned.achieved_fpr_1pct)})" if pruned else "n/a",
-            f"shadow data, t={_num(pruned.threshold)}" if pruned else "n/a",
+            f"{pruned.threshold_source}, t={_num(pruned.threshold)}" if pruned else "n/a",
         ]
         rows.append("| " + " | ".join(cells) + " |")
     if len(rows) == 2:

@@ -20,6 +20,8 @@ class AttackMetrics:
     measured at it. `best_advantage` is the optimistic maximum over every threshold (it peeks at
     the evaluation labels, so it is reported, never gated). The low-FPR figures carry the FPR the
     evaluation set actually achieved, which can be 0 when it has too few non-members.
+    `threshold_source` says how the shadow data set the threshold (e.g. per class, where the
+    score is then shifted so that 0 is every class's threshold).
     """
 
     attack: str
@@ -38,6 +40,7 @@ class AttackMetrics:
     achieved_fpr_01pct: float
     n_members: int
     n_nonmembers: int
+    threshold_source: str = "shadow data"
 
     @property
     def is_finite(self) -> bool:

@@ -43,6 +43,8 @@ def test_the_default_gate_audits_both_models_with_every_attack_on_a_balanced_set
         assert all(m.is_finite for m in audit.attacks)
         assert all(m.n_members == m.n_nonmembers == result.n_members for m in audit.attacks)
     assert result.n_members == result.n_nonmembers >= 100
+    assert result.pruned.metrics("samia").threshold_source == "shadow validation split"
+    assert "shadow data" in result.pruned.metrics("confidence").threshold_source
     assert len(result.shadows) == 4
     assert len({s.seed for s in result.shadows}) == 4
     assert result.pruned.holdout_accuracy == pytest.approx(_holdout_accuracy(loaded.pruned_model, loaded), abs=1e-6)

@@ -73,6 +73,14 @@ def test_written_recipe_reads_back_identically(tmp_path):
         ({"prune.rounds": 2.5}, r"prune.rounds = 2.5 is invalid; expected an integer"),
         ({"prune.rounds": True}, r"prune.rounds = True is invalid; expected an integer"),
         ({"data.source": 5}, r"data.source = 5 is invalid; expected a string"),
+        ({"gate.attacks": ("samia", "lira")}, r"gate.attacks = \['samia', 'lira'\] is invalid; allowed: one or more distinct names"),
+        ({"gate.attacks": ()}, r"gate.attacks = \[\] is invalid"),
+        ({"gate.attacks": [1, 2]}, r"gate.attacks = \[1, 2\] is invalid; expected a list of strings"),
+        ({"gate.max_advantage": 1.5}, r"gate.max_advantage = 1.5 is invalid; allowed: a number in \[0, 1\]"),
+        ({"gate.shadows": 0}, r"gate.shadows = 0 is invalid"),
+        ({"gate.eval_size": -1}, r"gate.eval_size = -1 is invalid"),
+        ({"gate.bootstrap": 10}, r"gate.bootstrap = 10 is invalid"),
+        ({"gate.sensitivity_eps": 0.0}, r"gate.sensitivity_eps = 0.0 is invalid"),
     ],
 )
 def test_every_invalid_value_names_the_field_and_what_is_allowed(flags, message):
@@ -118,3 +126,8 @@ def test_the_example_recipe_is_valid_and_documents_every_field():
     text = example.read_text()
     for dotted in FIELDS:
         assert dotted.rsplit(".", 1)[-1] in text, f"examples/digits.toml does not mention {dotted}"
+
+
+def test_gate_attacks_are_a_comma_separated_list_in_the_environment():
+    recipe = resolve(env={"PRUNECTL_GATE_ATTACKS": "confidence, loss", "PRUNECTL_GATE_STRICT": "true"}).recipe
+    assert recipe.gate.attacks == ("confidence", "loss") and recipe.gate.strict is True

@@ -304,6 +304,7 @@ class _GateRun:
                 )
                 all_metrics.append(dataclasses.replace(measured, threshold_source=_threshold_source(attack)))
                 bar.advance()
+            bar.advance(0, description=f"attacks on the {kind} model")
         return ModelAudit(kind, holdout_accuracy, tuple(all_metrics), scores, membership)
 
     # -- the decision ---------------------------------------------------------------------

@@ -10,12 +10,12 @@ import dataclasses
 
 import numpy as np
 import pytest
+from conftest import make_tiny_recipe
 
 from gates.gate import run_gate
 from prunectl.api import load_run, prune
 from prunectl.gating import gate_inputs, gate_policy
 from prunectl.recipe import GateSpec
-from conftest import make_tiny_recipe
 
 pytestmark = pytest.mark.slow
 

@@ -30,7 +30,8 @@ def gate(
 ) -> None:
     """Audit the pruned model with shadow-trained membership inference attacks; exit 1 when it leaks.
 
-    Exit codes: 0 passed; 1 leakage above --max-advantage, or not established (fail closed); 2 bad input, including data too small for a meaningful verdict; 3 internal error.
+    Exit codes: 0 passed; 1 leakage above --max-advantage, or not established (fail closed);
+    2 bad input, including data too small for a meaningful verdict; 3 internal error.
     """
     from prunectl import api
     from prunectl.errors import RunDirError

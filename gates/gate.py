@@ -40,7 +40,10 @@ class GatePolicy:
     `eval_size` caps the evaluation set per side (0 = every member that has a class-matched
     non-member). `max_shadow_accuracy_drop` is how far (as a fraction, 0.10 = 10 points) a
     shadow's holdout accuracy may fall below the victim's before the attack is refused: an
-    attack trained on worse models learns the wrong decision boundary.
+    attack trained on worse models learns the wrong decision boundary. `attack_train_size`
+    caps the shadow members (and as many non-members) the attacks learn from, split evenly over
+    the shadows (0 = all): every row costs `sensitivity_samples` + 1 forward passes, and past a
+    few thousand rows per side the attacks stop improving while the gate's time keeps growing.
     """
 
     attacks: tuple[str, ...] = DEFAULT_ATTACKS
@@ -54,6 +57,7 @@ class GatePolicy:
     sensitivity_eps: float = 1e-3
     bootstrap: int = 1000
     audit_original: bool = True
+    attack_train_size: int = 6000
     seed: int = 0
     device: str = "cpu"
 
@@ -221,9 +225,10 @@ class _GateRun:
     def _shadow_training_sets(self, plans: tuple[ShadowPlan, ...]) -> list[EvaluationSet]:
         """Per shadow: its members and non-members, balanced by class like the evaluation set."""
         sets = []
+        cap = self.policy.attack_train_size // len(plans) if self.policy.attack_train_size else None
         for plan in plans:
             rng = np.random.default_rng(derive_seed(self.policy.seed, "shadow-balance", plan.index))
-            members, nonmembers = balanced_by_class(plan.members, plan.nonmembers, self.labels, rng)
+            members, nonmembers = balanced_by_class(plan.members, plan.nonmembers, self.labels, rng, per_side=cap)
             sets.append(EvaluationSet(members, nonmembers))
         return sets
 

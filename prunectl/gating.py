@@ -66,6 +66,7 @@ def gate_policy(recipe: Recipe, settings: GateSpec | None = None) -> GatePolicy:
         sensitivity_eps=spec.sensitivity_eps,
         bootstrap=spec.bootstrap,
         audit_original=spec.audit_original,
+        attack_train_size=spec.attack_train_size,
         seed=recipe.seed,
         device=str(resolve_device(recipe.device)),
     )

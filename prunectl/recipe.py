@@ -106,6 +106,8 @@ class GateSpec:
     default), so the gate never reports less leakage than the simplest attack finds.
     `eval_size` caps the evaluation set per side (0: every class-balanced member/holdout pair).
     `strict` gates on the upper end of the 95% interval instead of the point estimate.
+    `attack_train_size` caps the shadow members (and as many non-members) the attacks learn
+    from (0: all); each costs `sensitivity_samples` + 1 forward passes per model audited.
     """
 
     attacks: tuple[str, ...] = GATED_ATTACKS
@@ -118,6 +120,7 @@ class GateSpec:
     sensitivity_eps: float = 1e-3
     bootstrap: int = 1000
     audit_original: bool = True
+    attack_train_size: int = 6000
 
 
 @dataclass(frozen=True)
@@ -240,6 +243,7 @@ def validate(recipe: Recipe) -> Recipe:
     )
     _require(gate.sensitivity_samples >= 1, "gate.sensitivity_samples", gate.sensitivity_samples, "an integer >= 1")
     _require(_is_number(gate.sensitivity_eps) and gate.sensitivity_eps > 0, "gate.sensitivity_eps", gate.sensitivity_eps, "a number > 0")
+    _require(gate.attack_train_size >= 0, "gate.attack_train_size", gate.attack_train_size, "an integer >= 0 (0: every shadow sample)")
     _require(gate.bootstrap >= 100, "gate.bootstrap", gate.bootstrap, "an integer >= 100 (bootstrap resamples)")
 
     from prunectl.defenses import DEFENSES

@@ -87,12 +87,13 @@ def test_the_victims_evaluation_samples_never_reach_attack_training(loaded, monk
 
     monkeypatch.setattr(gate_module, "make_attack", recording_make_attack)
     inputs = gate_inputs(loaded)
-    policy = _policy(loaded, attacks=("samia", "confidence"))
+    policy = _policy(loaded, attacks=("samia", "confidence"), attack_train_size=100)
     result = run_gate(inputs, policy)
     assert result.verdict in ("pass", "fail")
     evaluation = select_evaluation(inputs.members, inputs.holdout, inputs.labels, policy)
     assert len(seen) == 4  # two attacks × (original, pruned)
     for indices in seen:
+        assert len(indices) <= 2 * 100  # attack_train_size members and as many non-members
         assert len(np.intersect1d(indices, evaluation.indices)) == 0
         assert np.isin(indices, inputs.shadow_pool).all()
         assert not np.isin(indices, inputs.members).any() and not np.isin(indices, inputs.holdout).any()

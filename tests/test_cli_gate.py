@@ -87,3 +87,22 @@ def test_gate_from_a_recipe_prunes_first_and_reuses_the_run_next_time(tmp_path):
     second = runner.invoke(app, ["gate", "--config", str(config), "--out", str(out), "--strict", "--max-advantage", "0"])
     assert second.exit_code == 1, second.output
     assert (out / "pruned.pt").stat().st_mtime_ns == pruned_at
+
+
+def test_an_error_inside_the_gate_exits_1_not_0_and_the_report_says_why(run_copy, monkeypatch):
+    import prunectl.gating
+
+    def failing_pipeline():
+        def run(recipe, members, dev, seed):
+            raise RuntimeError("out of memory while training shadow")
+
+        return run
+
+    monkeypatch.setattr(prunectl.gating, "pipeline_function", failing_pipeline)
+    result = runner.invoke(app, ["gate", str(run_copy), *QUICK, "--max-advantage", "1"])
+    assert result.exit_code == 1, result.output
+    assert "NOT PASSED" in result.output and "out of memory while training shadow" in result.output
+    report = json.loads((run_copy / "gate" / "report.json").read_text())
+    assert report["verdict"] == "error" and report["passed"] is False
+    suite = ET.parse(run_copy / "gate" / "junit.xml").getroot()
+    assert int(suite.get("errors")) + int(suite.get("failures")) >= 1

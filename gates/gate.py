@@ -322,6 +322,14 @@ class _GateRun:
                 f"(±{self.resolution:.3f} at {len(self.evaluation.members)} per side): the verdict is within noise; "
                 f"use more members and holdout samples"
             )
+        for audit in (a for a in (original, pruned) if a is not None):
+            for metrics in audit.attacks:
+                if (metrics.tpr, metrics.fpr) in ((1.0, 1.0), (0.0, 0.0)):
+                    side = "member" if metrics.tpr == 1.0 else "non-member"
+                    self.warnings.append(
+                        f"{metrics.attack} on the {audit.model} model: its shadow-chosen threshold calls every sample a {side} "
+                        f"(it found no usable signal in the shadow data), so its advantage is 0 by construction"
+                    )
         gated = [pruned.metrics(name) for name in policy.attacks]
         broken = [m.attack for m in gated if not m.is_finite]
         if broken:

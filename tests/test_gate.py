@@ -152,3 +152,23 @@ def _holdout_accuracy(model: nn.Module, loaded) -> float:
     with torch.no_grad():
         predicted = model(loaded.data.x[torch.as_tensor(loaded.splits.holdout)]).argmax(1)
     return float((predicted == loaded.data.y[torch.as_tensor(loaded.splits.holdout)]).float().mean())
+
+
+class _NoSignalAttack:
+    """What an attack that learned nothing looks like: every score below its threshold's reach."""
+
+    name = "confidence"
+    threshold = -1.0
+
+    def fit(self, features, membership, on_epoch=None):
+        pass
+
+    def score(self, features):
+        return np.zeros(len(features))
+
+
+def test_an_attack_that_found_no_signal_is_named_in_the_warnings(loaded, monkeypatch):
+    monkeypatch.setattr(gate_module, "make_attack", lambda name, config: _NoSignalAttack())
+    result = run_gate(gate_inputs(loaded), _policy(loaded, attacks=("confidence",)))
+    assert result.pruned.metrics("confidence").advantage == 0.0
+    assert any("calls every sample a member" in w for w in result.warnings)

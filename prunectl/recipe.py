@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from gates.gate import GatePolicy
 from prunectl.errors import RecipeError
 
 SCHEDULES = ("geometric", "cubic", "oneshot")
@@ -95,12 +96,9 @@ class ExportSpec:
     bench_batch: int = 1
 
 
-GATED_ATTACKS = ("samia", "confidence", "loss", "entropy", "modified_entropy", "top1")
-
-
 @dataclass(frozen=True)
 class GateSpec:
-    """The privacy release gate (DESIGN.md, "The gate's contract").
+    """The privacy release gate (DESIGN.md, "The gate's contract"); defaults are the gate's own.
 
     The gated advantage is the maximum over `attacks` (SAMIA and the threshold family by
     default), so the gate never reports less leakage than the simplest attack finds.
@@ -110,17 +108,17 @@ class GateSpec:
     from (0: all); each costs `sensitivity_samples` + 1 forward passes per model audited.
     """
 
-    attacks: tuple[str, ...] = GATED_ATTACKS
-    max_advantage: float = 0.10
-    strict: bool = False
-    shadows: int = 4
-    eval_size: int = 0
-    max_shadow_accuracy_drop: float = 0.10
-    sensitivity_samples: int = 10
-    sensitivity_eps: float = 1e-3
-    bootstrap: int = 1000
-    audit_original: bool = True
-    attack_train_size: int = 6000
+    attacks: tuple[str, ...] = GatePolicy.attacks
+    max_advantage: float = GatePolicy.max_advantage
+    strict: bool = GatePolicy.strict
+    shadows: int = GatePolicy.shadows
+    eval_size: int = GatePolicy.eval_size
+    max_shadow_accuracy_drop: float = GatePolicy.max_shadow_accuracy_drop
+    sensitivity_samples: int = GatePolicy.sensitivity_samples
+    sensitivity_eps: float = GatePolicy.sensitivity_eps
+    bootstrap: int = GatePolicy.bootstrap
+    audit_original: bool = GatePolicy.audit_original
+    attack_train_size: int = GatePolicy.attack_train_size
 
 
 @dataclass(frozen=True)

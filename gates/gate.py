@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from gates._progress import NoProgress, Progress
 from gates.attacks import DEFAULT_ATTACKS, attack_names, make_attack
 from gates.attacks.base import AttackConfig
 from gates.errors import GateInputError
 from gates.features import AttackFeatures, compute_features
 from gates.metrics import evaluate_attack, resolution
+from gates.progress import Progress, SilentProgress
 from gates.result import AttackMetrics, GateResult, ModelAudit, ShadowSummary
 from gates.sampling import balanced_by_class, derive_seed
 from gates.shadows import ShadowPlan, ShadowTrainer, TrainedShadow, plan_shadows, train_shadows
@@ -140,7 +140,7 @@ def _check_disjoint(inputs: GateInputs) -> None:
 
 def run_gate(inputs: GateInputs, policy: GatePolicy, progress: Progress | None = None) -> GateResult:
     """Audit the pruned (and original) victim model; see the module docstring for failure modes."""
-    progress = progress or NoProgress()
+    progress = progress or SilentProgress()
     check_policy(policy)
     _check_disjoint(inputs)
     labels = np.asarray(inputs.labels, dtype=np.int64)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
-from gates._progress import NoProgress, Progress
+from gates.progress import Progress, SilentProgress
 from gates.sampling import derive_seed, stratified_split
 
 ShadowTrainer = Callable[[np.ndarray, np.ndarray, int], tuple[nn.Module, nn.Module]]
@@ -55,7 +55,7 @@ def plan_shadows(shadow_pool: np.ndarray, labels: np.ndarray, *, count: int, dev
 
 
 def train_shadows(plans: tuple[ShadowPlan, ...], trainer: ShadowTrainer, progress: Progress | None = None) -> list[TrainedShadow]:
-    progress = progress or NoProgress()
+    progress = progress or SilentProgress()
     shadows = []
     with progress.task(f"shadow models (0/{len(plans)})", total=len(plans)) as bar:
         for plan in plans:

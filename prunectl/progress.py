@@ -1,40 +1,18 @@
 """Progress reporting that the library can call without knowing about terminals.
 
-The library takes a :class:`Progress`; the CLI passes a rich one that draws bars on stderr,
-tests and the Python API get the silent default.
+The library takes a :class:`Progress` (the protocol lives in `gates.progress`, shared with the
+gate); the CLI passes a rich one that draws bars on stderr, tests and the Python API get the
+silent default.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
-from typing import Protocol
+from contextlib import contextmanager
 
+from gates.progress import Progress, ProgressTask, SilentProgress
 
-class ProgressTask(Protocol):
-    def advance(self, steps: int = 1, description: str | None = None) -> None: ...
-
-
-class Progress(Protocol):
-    def task(self, description: str, total: int | None) -> AbstractContextManager[ProgressTask]: ...
-
-    def log(self, message: str) -> None: ...
-
-
-class _SilentTask:
-    def advance(self, steps: int = 1, description: str | None = None) -> None:
-        pass
-
-
-class SilentProgress:
-    """Reports nothing: the default for library calls."""
-
-    @contextmanager
-    def task(self, description: str, total: int | None) -> Iterator[ProgressTask]:
-        yield _SilentTask()
-
-    def log(self, message: str) -> None:
-        pass
+__all__ = ["Progress", "ProgressTask", "RichProgress", "SilentProgress"]
 
 
 class _RichTask:

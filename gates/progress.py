@@ -1,7 +1,7 @@
-"""The progress interface the gate reports through, so it can draw bars without knowing a terminal.
+"""The progress interface the library reports through, so it can draw bars without knowing a terminal.
 
-Structurally the same as `prunectl.progress.Progress` (the gate must not import prunectl):
-the CLI passes its rich progress, library calls get the silent default.
+Defined here, in the package that imports nothing of prunectl, so the gate and the core share
+one protocol: `prunectl.progress` re-exports it and adds the rich bars the CLI passes.
 """
 
 from __future__ import annotations
@@ -21,15 +21,17 @@ class Progress(Protocol):
     def log(self, message: str) -> None: ...
 
 
-class _NoTask:
+class _SilentTask:
     def advance(self, steps: int = 1, description: str | None = None) -> None:
         pass
 
 
-class NoProgress:
+class SilentProgress:
+    """Reports nothing: the default for library calls."""
+
     @contextmanager
     def task(self, description: str, total: int | None) -> Iterator[ProgressTask]:
-        yield _NoTask()
+        yield _SilentTask()
 
     def log(self, message: str) -> None:
         pass

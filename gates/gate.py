@@ -23,7 +23,7 @@ from torch import nn
 from gates.attacks import DEFAULT_ATTACKS, attack_names, make_attack
 from gates.attacks.base import AttackConfig
 from gates.errors import GateInputError
-from gates.features import AttackFeatures, compute_features
+from gates.features import AttackFeatures, compute_features, softmax_posteriors
 from gates.metrics import evaluate_attack, resolution
 from gates.progress import Progress, SilentProgress
 from gates.result import AttackMetrics, GateResult, ModelAudit, ShadowSummary
@@ -307,7 +307,7 @@ class _GateRun:
                     resamples=self.policy.bootstrap,
                     seed=derive_seed(self.policy.seed, "bootstrap", kind, name),
                 )
-                all_metrics.append(dataclasses.replace(measured, threshold_source=_threshold_source(attack)))
+                all_metrics.append(dataclasses.replace(measured, threshold_source=attack.threshold_source))
                 bar.advance()
             bar.advance(0, description=f"attacks on the {kind} model")
         return ModelAudit(kind, holdout_accuracy, tuple(all_metrics), scores, membership)
@@ -382,32 +382,12 @@ class _GateRun:
         return self._result("error", f"not passed: the gate could not finish ({detail})", None, None, error=detail)
 
 
-def _threshold_source(attack: object) -> str:
-    if getattr(attack, "per_class", None) is True:
-        return "per class, shadow data (score shifted: 0 = threshold)"
-    if getattr(attack, "per_class", None) is False:
-        return "one global threshold, shadow data"
-    if hasattr(attack, "validation_positions"):
-        return "shadow validation split"
-    return "shadow data"
-
-
 class ShadowQualityError(RuntimeError):
     """A shadow model trained far worse than the victim: the gate refuses to attack with it."""
 
 
-def _accuracy(model: nn.Module, inputs: torch.Tensor, labels: np.ndarray, indices: np.ndarray, device: torch.device, chunk: int = 1024) -> float:
+def _accuracy(model: nn.Module, inputs: torch.Tensor, labels: np.ndarray, indices: np.ndarray, device: torch.device) -> float:
     if len(indices) == 0:
         return float("nan")
-    was_training = model.training
-    model.eval()
-    correct = 0
-    try:
-        with torch.no_grad():
-            for start in range(0, len(indices), chunk):
-                part = torch.as_tensor(indices[start : start + chunk])
-                predicted = model(inputs[part].to(device)).argmax(dim=1).cpu().numpy()
-                correct += int((predicted == labels[indices[start : start + chunk]]).sum())
-    finally:
-        model.train(was_training)
-    return correct / len(indices)
+    predicted = softmax_posteriors(model, inputs, indices, chunk_size=1024, device=device).argmax(axis=1)
+    return float(np.mean(predicted == labels[indices]))

@@ -159,6 +159,7 @@ class _NoSignalAttack:
 
     name = "confidence"
     threshold = -1.0
+    threshold_source = "shadow data"
 
     def fit(self, features, membership, on_epoch=None):
         pass

@@ -56,6 +56,7 @@ class Attack(Protocol):
 
     name: str
     threshold: float
+    threshold_source: str  # how the shadow data set `threshold`, for the report
 
     def fit(self, features: AttackFeatures, membership: np.ndarray, on_epoch: EpochCallback | None = None) -> None: ...
 

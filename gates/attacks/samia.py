@@ -67,6 +67,7 @@ class SamiaAttack:
     """
 
     name = "samia"
+    threshold_source = "shadow validation split"
 
     def __init__(self, config: AttackConfig) -> None:
         self.config = config

@@ -91,6 +91,12 @@ class ThresholdAttack:
         self.per_class = False
         self.class_thresholds: np.ndarray | None = None  # (C,), the same value everywhere in global mode
 
+    @property
+    def threshold_source(self) -> str:
+        if self.per_class:
+            return "per class, shadow data (score shifted: 0 = threshold)"
+        return "one global threshold, shadow data"
+
     def raw_score(self, features: AttackFeatures) -> np.ndarray:
         """The signal itself, before the class threshold is subtracted."""
         return np.asarray(self.signal(features.posteriors, features.labels), dtype=np.float64)

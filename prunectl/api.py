@@ -360,7 +360,6 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     return LoadedRun(path, recipe, data, splits, models[0], models[1])
 
 
-
 def gate(
     run_dir: str | Path,
     *,

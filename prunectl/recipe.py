@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from gates.attacks import attack_names
 from gates.gate import GatePolicy
 from prunectl.errors import RecipeError
 
@@ -219,8 +220,6 @@ def validate(recipe: Recipe) -> Recipe:
     _require(export.bench_batch >= 1, "export.bench_batch", export.bench_batch, "an integer >= 1")
 
     gate = recipe.gate
-    from gates.attacks import attack_names
-
     known_attacks = attack_names()
     _require(
         len(gate.attacks) >= 1 and all(a in known_attacks for a in gate.attacks) and len(set(gate.attacks)) == len(gate.attacks),

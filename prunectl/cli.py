@@ -12,6 +12,7 @@ import typer
 
 from prunectl.commands.export import export
 from prunectl.commands.gate import gate
+from prunectl.commands.init import init
 from prunectl.commands.memscore import memscore
 from prunectl.commands.prune import prune
 
@@ -40,6 +41,7 @@ def _root(
 
 
 app.command("prune")(prune)
+app.command("init")(init)
 app.command("gate")(gate)
 app.command("memscore")(memscore)
 # exporters (issue 5): registered below

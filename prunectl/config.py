@@ -234,18 +234,18 @@ def to_toml(recipe: Recipe) -> str:
     for name in TOP_LEVEL:
         value = getattr(recipe, name)
         if value is not None:
-            lines.append(f"{name} = {_toml_value(value)}")
+            lines.append(f"{name} = {toml_value(value)}")
     for section in SECTIONS:
         lines.append("")
         lines.append(f"[{section}]")
         for item in dataclasses.fields(getattr(recipe, section)):
             value = getattr(getattr(recipe, section), item.name)
             if value is not None:
-                lines.append(f"{item.name} = {_toml_value(value)}")
+                lines.append(f"{item.name} = {toml_value(value)}")
     return "\n".join(lines) + "\n"
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -254,5 +254,5 @@ def _toml_value(value: Any) -> str:
         escaped = value.replace("\\", "\\\\").replace('"', '\\"')
         return f'"{escaped}"'
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {value!r} as TOML")

@@ -9,6 +9,7 @@ validated recipe together with where each value came from, so a summary can show
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
 import tomllib
@@ -59,9 +60,33 @@ class ResolvedRecipe:
 
     recipe: Recipe
     origins: dict[str, str]
+    config_file: str | None = None
 
     def origin(self, dotted: str) -> str:
         return self.origins.get(dotted, "default")
+
+
+CONFIG_ENV = "PRUNECTL_CONFIG"
+CONFIG_NAME = "prunectl.toml"
+
+
+def discover_config(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Path | None:
+    """The recipe file a command uses when `--config` is not given: `$PRUNECTL_CONFIG`, else
+    `./prunectl.toml`, else `./pyproject.toml` if it has a `[tool.prunectl]` table, else none."""
+    env = os.environ if env is None else env
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV])
+    cwd = cwd or Path.cwd()
+    if (cwd / CONFIG_NAME).is_file():
+        return cwd / CONFIG_NAME
+    pyproject = cwd / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            if "prunectl" in tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {}):
+                return pyproject
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            return None
+    return None
 
 
 def _type_name(annotation: Any) -> str:
@@ -214,11 +239,11 @@ def resolve(
         values[dotted] = coerce(FIELDS[dotted], value)
         origins[dotted] = "flag"
     recipe = validate(_build(values))
-    return ResolvedRecipe(recipe, origins)
+    return ResolvedRecipe(recipe, origins, str(config) if config is not None else None)
 
 
 # Environment variables that configure prunectl itself rather than a recipe field.
-NON_RECIPE_ENV = frozenset({"PRUNECTL_CACHE_DIR", "PRUNECTL_FAULT"})
+NON_RECIPE_ENV = frozenset({"PRUNECTL_CACHE_DIR", "PRUNECTL_FAULT", CONFIG_ENV})
 
 
 def _get(recipe: Recipe, dotted: str) -> Any:
@@ -226,6 +251,11 @@ def _get(recipe: Recipe, dotted: str) -> Any:
     for part in dotted.split("."):
         obj = getattr(obj, part)
     return obj
+
+
+def recipe_sha256(recipe: Recipe) -> str:
+    """The recipe's identity: SHA-256 of its canonical TOML (the `recipe.toml` a run stores)."""
+    return hashlib.sha256(to_toml(recipe).encode()).hexdigest()
 
 
 def to_toml(recipe: Recipe) -> str:

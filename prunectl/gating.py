@@ -7,7 +7,6 @@ path) and writes what it returns into `runs/<name>/gate/`.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from gates.errors import GateInputError
 from gates.gate import GateInputs, GatePolicy, run_gate
 from gates.report import render_all
 from gates.result import GateResult
-from prunectl.config import to_toml
+from prunectl.config import recipe_sha256
 from prunectl.defenses import defense_label
 from prunectl.errors import PrunectlError
 from prunectl.pipeline import pipeline_function
@@ -94,7 +93,7 @@ def gate_inputs(loaded: Any, cache_dir: Path | None = None) -> GateInputs:
         original_model=loaded.base_model,
         train_shadow=train_shadow,
         extra_settings={
-            "recipe_sha256": hashlib.sha256(to_toml(recipe).encode()).hexdigest(),
+            "recipe_sha256": recipe_sha256(recipe),
             "run": recipe.run_name,
             "victim_training": f"the victim's recipe with {defense_label(recipe.defense)}",
         },

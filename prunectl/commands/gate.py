@@ -7,6 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from prunectl.commands import _options as opt
 from prunectl.commands._common import EXIT_GATE_FAILED, err_console, handle_errors, print_json
 
 
@@ -18,15 +19,15 @@ def _resume_hint(**kwargs: Any) -> str | None:
 @handle_errors(resume_hint=_resume_hint)
 def gate(
     run: Annotated[Optional[Path], typer.Argument(help="A finished run directory to audit. Without it, the recipe is pruned first.")] = None,
-    max_advantage: Annotated[Optional[float], typer.Option(help="Fail when the gated advantage (TPR − FPR) exceeds this, in [0, 1].")] = None,
-    strict: Annotated[Optional[bool], typer.Option("--strict/--no-strict", help="Gate on the upper 95% bound (for CI).")] = None,
-    shadows: Annotated[Optional[int], typer.Option(help="Shadow models re-running the victim's recipe.")] = None,
-    attacks: Annotated[Optional[str], typer.Option(help="Comma-separated gated attacks (default: samia and the threshold family).")] = None,
-    eval_size: Annotated[Optional[int], typer.Option(help="Cap on evaluation samples per side (0: all balanced pairs).")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="Recipe file: prunectl.toml, or a pyproject.toml with \\[tool.prunectl].")] = None,
+    max_advantage: opt.MaxAdvantage = None,
+    strict: opt.Strict = None,
+    shadows: opt.Shadows = None,
+    attacks: opt.Attacks = None,
+    eval_size: opt.EvalSize = None,
+    config: opt.Config = None,
     out: Annotated[Optional[Path], typer.Option(help="Run directory when pruning first (default: runs/<recipe name>).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a finished run in --out with a different recipe.")] = False,
-    cache_dir: Annotated[Optional[Path], typer.Option(help="Cache of base models and memorization scores (default: user cache).")] = None,
+    cache_dir: opt.CacheDir = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the verdict and every figure as JSON on stdout.")] = False,
 ) -> None:
     """Audit the pruned model with shadow-trained membership inference attacks; exit 1 when it leaks.
@@ -38,21 +39,15 @@ def gate(
     from prunectl.errors import RunDirError
     from prunectl.progress import RichProgress
 
-    flags = {
-        "gate.max_advantage": max_advantage,
-        "gate.strict": strict,
-        "gate.shadows": shadows,
-        "gate.attacks": attacks,
-        "gate.eval_size": eval_size,
-    }
+    flags = opt.recipe_flags(locals())
     with RichProgress() as progress:
         if run is not None:
             if out is not None:
                 raise RunDirError(f"RUN ({run}) and --out ({out}) both name a run; pass only RUN to audit an existing run")
-            settings = api.resolve_recipe(config=config, flags=flags, base=api.stored_recipe(run)).recipe.gate
+            settings = opt.resolve_from_cli(config, flags, api.stored_recipe(run)).recipe.gate
             outcome = api.gate(run, settings=settings, progress=progress, cache_dir=cache_dir)
         else:
-            recipe = api.resolve_recipe(config=config, flags=flags).recipe
+            recipe = opt.resolve_from_cli(config, flags).recipe
             target = out or Path("runs") / recipe.run_name
             if not api.reusable_run(target, recipe):
                 api.prune(recipe, out=target, overwrite=overwrite, progress=progress, cache_dir=cache_dir)

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from prunectl.commands import _options as opt
 from prunectl.commands._common import err_console, handle_errors, print_json
 
 
@@ -18,7 +19,7 @@ def memscore(
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs of each helper model (the recipe's base training).")] = None,
     models: Annotated[Optional[int], typer.Option(help="Helper models, an even number >= 4 (complementary halves of the members).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for the splits and the helper models.")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="Recipe file: prunectl.toml, or a pyproject.toml with \\[tool.prunectl].")] = None,
+    config: opt.Config = None,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Shared cache directory (default: user cache); runs and shadows read it.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Also write the scores as CSV (index,score), the format --memscores reads.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
@@ -40,7 +41,7 @@ def memscore(
         "defense.memscore_models": models,
         "seed": seed,
     }
-    recipe = api.resolve_recipe(config=config, flags=flags).recipe
+    recipe = opt.resolve_from_cli(config, flags).recipe
     with RichProgress() as progress:
         result = api.memscore(recipe, cache_dir=cache_dir, out=out, progress=progress)
     _print_summary(result)

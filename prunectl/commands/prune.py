@@ -2,36 +2,13 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
+from prunectl.commands import _options as opt
 from prunectl.commands._common import err_console, handle_errors, print_json
-from prunectl.defenses import DEFENSES, WEMEM_VARIANTS
-
-
-class ScheduleChoice(str, Enum):
-    geometric = "geometric"
-    cubic = "cubic"
-    oneshot = "oneshot"
-
-
-class ScopeChoice(str, Enum):
-    global_ = "global"
-    layerwise = "layerwise"
-
-
-# Choices come from their one source of truth, so a new defense or variant shows up here unasked.
-DefenseChoice = Enum("DefenseChoice", {name: name for name in DEFENSES.names()}, type=str)  # type: ignore[misc]
-WememVariant = Enum("WememVariant", {name: name for name in WEMEM_VARIANTS}, type=str)  # type: ignore[misc]
-
-
-class DeviceChoice(str, Enum):
-    cpu = "cpu"
-    cuda = "cuda"
-    auto = "auto"
 
 
 def _resume_hint(**kwargs: Any) -> str | None:
@@ -39,66 +16,42 @@ def _resume_hint(**kwargs: Any) -> str | None:
     return f"prunectl prune --resume {out}" if out else "prunectl prune --resume runs/<name>"
 
 
-def _value(option: Any) -> Any:
-    return option.value if isinstance(option, Enum) else option
-
-
 @handle_errors(resume_hint=_resume_hint)
 def prune(
-    target_sparsity: Annotated[Optional[float], typer.Option(help="Fraction of prunable weights set to zero, in [0, 1).")] = None,
-    rounds: Annotated[Optional[int], typer.Option(help="Prune-and-fine-tune rounds.")] = None,
-    epochs_per_round: Annotated[Optional[int], typer.Option(help="Fine-tuning epochs per round.")] = None,
-    schedule: Annotated[Optional[ScheduleChoice], typer.Option(help="Sparsity per round.")] = None,
-    scope: Annotated[Optional[ScopeChoice], typer.Option(help="Rank weights across all layers or within each.")] = None,
-    keep_first_dense: Annotated[Optional[bool], typer.Option("--keep-first-dense/--prune-first", help="Leave the first layer dense.")] = None,
-    keep_last_dense: Annotated[Optional[bool], typer.Option("--keep-last-dense/--prune-last", help="Leave the last layer dense.")] = None,
-    data: Annotated[Optional[str], typer.Option(help="digits | fashion-mnist[:DIR] | imagefolder:DIR | npz:FILE | csv:FILE")] = None,
-    model: Annotated[Optional[str], typer.Option(help="builtin:cnn | builtin:mlp | torchvision:ARCH | torchscript:FILE | state-dict:FILE")] = None,
-    model_factory: Annotated[Optional[str], typer.Option(help="module:function building the architecture for state-dict:FILE.")] = None,
-    model_checkpoint: Annotated[Optional[str], typer.Option(help="Base weights (state dict) to prune instead of training a base model.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Base-training epochs (when no base checkpoint is given).")] = None,
-    defense: Annotated[Optional[DefenseChoice], typer.Option(help="Privacy defense while fine-tuning.")] = None,
-    kl_weight: Annotated[Optional[float], typer.Option(help="kl: weight of the posterior-balancing term (paper: 1-16).")] = None,
-    wemem_variant: Annotated[Optional[WememVariant], typer.Option(help="wemem: sliding window, risky-sample decay, or both.")] = None,
-    memscores: Annotated[Optional[Path], typer.Option(help="wemem: the members' memorization scores (CSV index,score) to use.")] = None,
-    cache_dir: Annotated[Optional[Path], typer.Option(help="Cache of base models and memorization scores (default: user cache).")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="Recipe file: prunectl.toml, or a pyproject.toml with \\[tool.prunectl].")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Run directory (default: runs/<recipe name>).")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Recipe name (the default run directory name).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed for splits, initialisation and shuffling.")] = None,
-    device: Annotated[Optional[DeviceChoice], typer.Option(help="Where to train.")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the unfinished run in this directory.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a finished run in --out.")] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+    target_sparsity: opt.TargetSparsity = None,
+    rounds: opt.Rounds = None,
+    epochs_per_round: opt.EpochsPerRound = None,
+    schedule: opt.Schedule = None,
+    scope: opt.Scope = None,
+    keep_first_dense: opt.KeepFirstDense = None,
+    keep_last_dense: opt.KeepLastDense = None,
+    data: opt.Data = None,
+    model: opt.Model = None,
+    model_factory: opt.ModelFactory = None,
+    model_checkpoint: opt.ModelCheckpoint = None,
+    epochs: opt.Epochs = None,
+    defense: opt.Defense = None,
+    kl_weight: opt.KlWeight = None,
+    wemem_variant: opt.WememVariantOption = None,
+    memscores: opt.Memscores = None,
+    cache_dir: opt.CacheDir = None,
+    config: opt.Config = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default: runs/<recipe name>).", rich_help_panel=opt.RUN)] = None,
+    name: opt.Name = None,
+    seed: opt.Seed = None,
+    device: opt.Device = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the unfinished run in this directory.", rich_help_panel=opt.RUN)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a finished run in --out.", rich_help_panel=opt.RUN)] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.", rich_help_panel=opt.RUN)] = False,
 ) -> None:
     """Prune a model toward a target sparsity with iterative magnitude pruning and fine-tuning."""
     from prunectl import api
     from prunectl.errors import RunDirError
     from prunectl.progress import RichProgress
 
-    flags = {
-        "prune.target_sparsity": target_sparsity,
-        "prune.rounds": rounds,
-        "prune.epochs_per_round": epochs_per_round,
-        "prune.schedule": _value(schedule),
-        "prune.scope": _value(scope),
-        "prune.keep_first_dense": keep_first_dense,
-        "prune.keep_last_dense": keep_last_dense,
-        "data.source": data,
-        "model.source": model,
-        "model.factory": model_factory,
-        "model.checkpoint": model_checkpoint,
-        "train.epochs": epochs,
-        "defense.name": _value(defense),
-        "defense.kl_weight": kl_weight,
-        "defense.wemem_variant": _value(wemem_variant),
-        "defense.memscores": str(memscores) if memscores is not None else None,
-        "name": name,
-        "seed": seed,
-        "device": _value(device),
-    }
+    flags = opt.recipe_flags(locals())
     base = api.stored_recipe(resume) if resume is not None else None
-    resolved = api.resolve_recipe(config=config, flags=flags, base=base)
+    resolved = opt.resolve_from_cli(config, flags, base)
     if resume is not None and out is not None and out != resume:
         raise RunDirError(f"--out {out} and --resume {resume} name different directories; pass only --resume")
     with RichProgress() as progress:

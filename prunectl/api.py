@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from prunectl import __version__
-from prunectl.cache import resolve_cache_dir
-from prunectl.config import ResolvedRecipe, resolve, to_toml
+from prunectl.cache import resolve_cache_dir, samples_fingerprint
+from prunectl.config import ResolvedRecipe, recipe_sha256, resolve, to_toml
 from prunectl.config import resolve as resolve_recipe
 from prunectl.data import Dataset, Splits, check_source, load_dataset, make_splits
 from prunectl.defenses.memscore import MemScores, cached_estimate, read_csv, write_csv
@@ -42,6 +42,7 @@ from prunectl.run import MANIFEST, RECIPE, RunDirectory, atomic_torch_save, atom
 from prunectl.training import evaluate, resolve_device
 
 __all__ = [
+    "compress",
     "ExportResult",
     "GateOutcome",
     "GateSpec",
@@ -58,6 +59,7 @@ __all__ = [
     "pipeline_function",
     "prune",
     "resolve_recipe",
+    "RunResult",
 ]
 
 SPLITS_FILE = "splits.json"
@@ -104,7 +106,7 @@ class LoadedRun:
     pruned_model: nn.Module
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -234,7 +236,7 @@ def prune(
         base_source=output.base_source,
     )
     atomic_write_json(run.file(PRUNE_RESULT), result.to_dict())
-    _write_manifest(run, recipe, result)
+    _write_manifest(run, recipe, result, split_hashes(data, splits))
     return result
 
 
@@ -244,14 +246,24 @@ def _check_memscore_file(recipe: Recipe, splits: Splits) -> None:
         read_csv(recipe.defense.memscores).lookup(splits.members)
 
 
-def _write_manifest(run: RunDirectory, recipe: Recipe, result: PruneResult) -> None:
+def split_hashes(data: Dataset, splits: Splits) -> dict[str, dict[str, Any]]:
+    """Per split: its size and the SHA-256 of its samples (indices, inputs, labels), so a manifest
+    proves which data the model trained on and was audited against, not just how it was cut."""
+    return {
+        name: {"size": size, "sha256": samples_fingerprint(data.x, data.y, getattr(splits, name))} for name, size in splits.sizes().items()
+    }
+
+
+def _write_manifest(run: RunDirectory, recipe: Recipe, result: PruneResult, splits: dict[str, dict[str, Any]]) -> None:
     """Written last: its presence is what marks the run finished."""
     files = [RECIPE, SPLITS_FILE, BASE_CHECKPOINT, PRUNED_CHECKPOINT, MASKS_FILE, DEFENSE_FILE, PRUNE_RESULT]
     manifest = {
         "stage": "pruned",
         "versions": _versions(),
-        "recipe_sha256": hashlib.sha256(to_toml(recipe).encode()).hexdigest(),
-        "files": {name: _sha256(run.file(name)) for name in files if run.file(name).is_file()},
+        "recipe_sha256": recipe_sha256(recipe),
+        "data_source": recipe.data.source,
+        "splits": splits,
+        "files": {name: file_sha256(run.file(name)) for name in files if run.file(name).is_file()},
         "metrics": {
             "base_accuracy": result.base_accuracy,
             "pruned_accuracy": result.pruned_accuracy,
@@ -277,7 +289,7 @@ class ExportResult:
         return asdict(self)
 
 
-def export_metadata(loaded: LoadedRun) -> Any:
+def export_metadata(loaded: LoadedRun, privacy_gate: str | None = None) -> Any:
     """Class names and preprocessing, so a device can use the ONNX file alone."""
     from exporters import ExportMetadata
 
@@ -290,6 +302,8 @@ def export_metadata(loaded: LoadedRun) -> Any:
         "preprocessing": "x = (raw * scale - mean) / std, per channel (images) or per feature",
         "prunectl_version": __version__,
     }
+    if privacy_gate is not None:
+        extra["privacy_gate"] = privacy_gate
     return ExportMetadata(class_names=loaded.data.classes, mean=tuple(pre["mean"]), std=tuple(pre["std"]), extra=extra)
 
 
@@ -299,12 +313,16 @@ def export(
     out: str | Path | None = None,
     settings: ExportSpec | None = None,
     progress: Progress | None = None,
+    privacy_gate: str | None = None,
+    record_as: str = "export",
 ) -> ExportResult:
     """Export a finished run's pruned model to `export/model.onnx` (+ `.xz`), checked for parity.
 
     Parity and accuracy use the run's whole holdout split (never trained on) plus random
     inputs. The unpruned base model goes to `export/baseline/model.onnx` with dense storage:
-    the baseline for `prunectl bench --against`. The manifest records both files' hashes.
+    the baseline for `prunectl bench --against`. The manifest records both files' hashes under
+    `record_as`. `privacy_gate` (the verdict, when the caller gated the run) is stored in the
+    ONNX metadata, so the file itself says whether it passed.
     """
     from exporters import export_model
 
@@ -314,7 +332,7 @@ def export(
     export_dir = Path(out) if out is not None else loaded.path / EXPORT_DIR
     holdout = torch.as_tensor(loaded.splits.holdout)
     inputs, labels = loaded.data.x[holdout], loaded.data.y[holdout]
-    metadata = export_metadata(loaded)
+    metadata = export_metadata(loaded, privacy_gate)
     common = dict(
         parity_inputs=inputs,
         parity_labels=labels,
@@ -337,12 +355,12 @@ def export(
     result = ExportResult(str(loaded.path), str(export_dir), report_dict, str(export_dir / BASELINE_DIR / "model.onnx"))
     atomic_write_json(staging / "export.json", result.to_dict())
     replace_directory(staging, export_dir)
-    _record_in_manifest(
+    record_in_manifest(
         loaded.path,
-        "export",
+        record_as,
         {
             "dir": str(export_dir),
-            "files": {str(p.relative_to(export_dir)): _sha256(p) for p in _export_files(export_dir)},
+            "files": {str(p.relative_to(export_dir)): file_sha256(p) for p in _export_files(export_dir)},
             "sizes": report_dict["sizes"],
             "parity": report_dict["parity"],
         },
@@ -361,7 +379,8 @@ def _export_files(export_dir: Path) -> list[Path]:
     return sorted(p for p in export_dir.rglob("*") if p.is_file() and p.suffix in (".onnx", ".xz"))
 
 
-def _record_in_manifest(run_dir: Path, section: str, payload: dict[str, Any]) -> None:
+def record_in_manifest(run_dir: Path, section: str, payload: dict[str, Any]) -> None:
+    """Add or replace one section of a finished run's manifest (atomically)."""
     path = run_dir / MANIFEST
     manifest = json.loads(path.read_text())
     manifest[section] = payload
@@ -403,14 +422,14 @@ def gate(
     """
     loaded = load_run(run_dir)
     run = RunDirectory.open_existing(loaded.path)
-    audited = {name: _sha256(run.file(name)) for name in (BASE_CHECKPOINT, PRUNED_CHECKPOINT)}
+    audited = {name: file_sha256(run.file(name)) for name in (BASE_CHECKPOINT, PRUNED_CHECKPOINT)}
     result = audit(loaded, settings, progress, resolve_cache_dir(cache_dir))
     context = {"versions": _versions(), "run_dir": str(loaded.path), "checkpoints_sha256": audited}
     gate_dir = loaded.path / GATE_DIR
     reports = write_reports(result, gate_dir, context)
     pruned = result.pruned
     headline = pruned.metrics(result.deciding_attack).to_dict() if pruned and result.deciding_attack else None
-    _record_in_manifest(
+    record_in_manifest(
         loaded.path,
         "gate",
         {
@@ -423,7 +442,7 @@ def gate(
             "gated_value": result.to_dict()["gated_value"],
             "deciding_metrics": headline,
             "checkpoints_sha256": audited,
-            "reports_sha256": {name: _sha256(path) for name, path in reports.items()},
+            "reports_sha256": {name: file_sha256(path) for name, path in reports.items()},
         },
     )
     return GateOutcome(str(loaded.path), str(gate_dir), result)
@@ -506,3 +525,7 @@ def memscore(
         summary=scores.summary(recipe.defense.rmr_threshold),
         csv_path=str(out) if out is not None else None,
     )
+
+
+# `compress` composes the functions above, so it lives in its own module and is re-exported here.
+from prunectl.release import RunResult, compress  # noqa: E402

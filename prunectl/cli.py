@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from prunectl.commands.bench import bench
+from prunectl.commands.compress import compress
 from prunectl.commands.export import export
 from prunectl.commands.gate import gate
 from prunectl.commands.init import init
@@ -40,14 +42,13 @@ def _root(
     """Prune a classifier, gate its release on a membership-inference audit, ship sparse ONNX."""
 
 
-app.command("prune")(prune)
+# In the order a user meets them: the release step, its config file, then each stage on its own.
+app.command("compress")(compress)
 app.command("init")(init)
+app.command("prune")(prune)
 app.command("gate")(gate)
 app.command("memscore")(memscore)
-# exporters (issue 5): registered below
 app.command("export")(export)
-from prunectl.commands.bench import bench  # noqa: E402
-
 app.command("bench")(bench)
 
 

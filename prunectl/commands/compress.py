@@ -1,0 +1,158 @@
+"""`prunectl compress`: prune, gate, and export only what passed — the release step a CI job runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from prunectl.commands import _options as opt
+from prunectl.commands._common import EXIT_GATE_FAILED, err_console, handle_errors, print_json
+
+
+def _resume_hint(**kwargs: Any) -> str:
+    out = kwargs.get("out")
+    return f"prunectl compress --resume --out {out}" if out else "prunectl compress --resume (with the same flags and --out)"
+
+
+@handle_errors(resume_hint=_resume_hint)
+def compress(
+    target_sparsity: opt.TargetSparsity = None,
+    rounds: opt.Rounds = None,
+    epochs_per_round: opt.EpochsPerRound = None,
+    schedule: opt.Schedule = None,
+    scope: opt.Scope = None,
+    keep_first_dense: opt.KeepFirstDense = None,
+    keep_last_dense: opt.KeepLastDense = None,
+    data: opt.Data = None,
+    model: opt.Model = None,
+    model_factory: opt.ModelFactory = None,
+    model_checkpoint: opt.ModelCheckpoint = None,
+    epochs: opt.Epochs = None,
+    defense: opt.Defense = None,
+    kl_weight: opt.KlWeight = None,
+    wemem_variant: opt.WememVariantOption = None,
+    memscores: opt.Memscores = None,
+    max_advantage: opt.MaxAdvantage = None,
+    strict: opt.Strict = None,
+    shadows: opt.Shadows = None,
+    attacks: opt.Attacks = None,
+    eval_size: opt.EvalSize = None,
+    export_on_fail: Annotated[
+        bool,
+        typer.Option(
+            "--export-on-fail", help="When the gate fails, still export into export/quarantine/ (marked not for release).", rich_help_panel=opt.GATE
+        ),
+    ] = False,
+    config: opt.Config = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default: runs/<recipe name>).", rich_help_panel=opt.RUN)] = None,
+    name: opt.Name = None,
+    seed: opt.Seed = None,
+    device: opt.Device = None,
+    cache_dir: opt.CacheDir = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Continue the run in --out: finish its pruning, or re-gate a finished one.", rich_help_panel=opt.RUN),
+    ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a finished run in --out.", rich_help_panel=opt.RUN)] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the RunResult as JSON on stdout.", rich_help_panel=opt.RUN)] = False,
+) -> None:
+    """Prune, audit for membership leakage, and export sparse ONNX only if the audit passed.
+
+    Exit codes: 0 the gate passed and export/model.onnx was written; 1 the gate failed, or could
+    not establish that leakage is below --max-advantage (no release artifact); 2 bad input;
+    3 internal error; 130 interrupted (rerun with --resume).
+    """
+    from prunectl import api
+    from prunectl.errors import RunDirError
+    from prunectl.progress import RichProgress
+
+    if resume and overwrite:
+        raise RunDirError("--resume and --overwrite contradict each other; pass one")
+    resolved = opt.resolve_from_cli(config, opt.recipe_flags(locals()))
+    with RichProgress() as progress:
+        result = api.compress(
+            resolved.recipe,
+            out=out,
+            overwrite=overwrite,
+            resume=resume,
+            export_on_fail=export_on_fail,
+            progress=progress,
+            origins=resolved.origins,
+            config_file=resolved.config_file,
+            cache_dir=cache_dir,
+        )
+    print_summary(result)
+    if json_output:
+        print_json(result.to_dict())
+    if not result.passed:
+        raise typer.Exit(EXIT_GATE_FAILED)
+
+
+def print_summary(result: Any) -> None:
+    """What a person needs in ten seconds; gate/summary.md and manifest.json hold the rest."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    gate = result.gate
+    colour = "green" if gate.passed else "red"
+    verdict = {"pass": "PASSED", "fail": "FAILED", "error": "NOT PASSED (error)"}[gate.verdict]
+    table = Table(title=f"prunectl compress → {escape(result.run_dir)}", title_justify="left", show_header=False, box=None, padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("accuracy", f"{result.base_accuracy:.2%} → {result.pruned_accuracy:.2%} (holdout, never trained on)")
+    table.add_row("sparsity", f"{result.sparsity:.2%} of prunable weights (target {result.target_sparsity:.0%}); defense: {escape(result.defense)}")
+    table.add_row("privacy", f"[bold {colour}]gate {verdict}[/]: {escape(_gate_line(gate))}")
+    if result.artifact is not None and result.latency is not None:
+        artifact, latency = result.artifact, result.latency
+        table.add_row("size", f"ONNX {artifact.size_ratio:.2f}× the dense model ({artifact.onnx_bytes:,} B), .xz {artifact.xz_ratio:.2f}×")
+        table.add_row(
+            "latency",
+            f"{latency.latency_ratio:.2f}× the dense model (p50 {latency.p50_ms:.3f} vs {latency.dense_p50_ms:.3f} ms, "
+            f"onnxruntime CPU, {latency.threads} thread, batch {latency.batch})",
+        )
+    table.add_row("artifact", escape(_artifact_line(result)))
+    table.add_row("time", escape(", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in result.seconds.items())))
+    table.add_row("settings", escape(settings_line(result.origins, result.recipe, result.config_file)))
+    err_console.print(table)
+
+
+def _gate_line(gate: Any) -> str:
+    if gate.advantage is None:
+        return gate.reason
+    low, high = gate.advantage_interval
+    original = f"; original model {gate.original_advantage:+.3f}" if gate.original_advantage is not None else ""
+    bound = "upper 95% bound" if gate.strict else "advantage"
+    relation = "≤" if gate.passed else ">"
+    gated = high if gate.strict else gate.advantage
+    return (
+        f"{bound} {gated:+.3f} ({gate.deciding_attack}) {relation} {gate.max_advantage:g}; "
+        f"advantage {gate.advantage:+.3f} [95% CI {low:+.3f}, {high:+.3f}], resolution ±{gate.resolution:.3f}{original}"
+    )
+
+
+def _artifact_line(result: Any) -> str:
+    artifact, gate = result.artifact, result.gate
+    if artifact is None:
+        return f"none: the gate did not pass; evidence in {gate.report_dir}/summary.md (--export-on-fail exports into export/quarantine/)"
+    if artifact.quarantined:
+        return f"{artifact.path}: QUARANTINED, not for release (the gate did not pass)"
+    return f"{artifact.path} (ship {Path(artifact.xz_path).name}; sha256 {artifact.sha256[:12]}…)"
+
+
+def settings_line(origins: dict[str, str], recipe: dict[str, Any], config_file: str | None) -> str:
+    """Where non-default values came from, grouped by origin; everything else is a default."""
+    groups: dict[str, list[str]] = {}
+    for dotted, origin in origins.items():
+        groups.setdefault(origin, []).append(f"{dotted}={_lookup(recipe, dotted)}")
+    labels = {"flag": "flags", "env": "environment", "file": f"file {config_file}" if config_file else "file"}
+    parts = [f"{labels[origin]}: {', '.join(groups[origin])}" for origin in labels if origin in groups]
+    return "; ".join(parts + ["the rest defaults"]) if parts else "all defaults"
+
+
+def _lookup(recipe: dict[str, Any], dotted: str) -> Any:
+    value: Any = recipe
+    for part in dotted.split("."):
+        value = value[part]
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value

@@ -27,6 +27,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+            # mkstemp creates 0600; give the file the mode `open()` would (0666 minus the umask).
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -40,6 +42,12 @@ def atomic_write_json(path: Path, payload: Any) -> Path:
     """Write `payload` as indented JSON (UTF-8, trailing newline) atomically."""
     text = json.dumps(payload, indent=2, sort_keys=False) + "\n"
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -142,13 +142,19 @@ def _artifact_line(result: Any) -> str:
 
 
 def settings_line(origins: dict[str, str], recipe: dict[str, Any], config_file: str | None) -> str:
-    """Where non-default values came from, grouped by origin; everything else is a default."""
+    """Where the values that matter came from: every flag and environment variable, and the
+    file's values that differ from the defaults (a `prunectl init` file repeats them all)."""
+    from prunectl.recipe import Recipe
+
+    defaults = Recipe().to_dict()
     groups: dict[str, list[str]] = {}
     for dotted, origin in origins.items():
-        groups.setdefault(origin, []).append(f"{dotted}={_lookup(recipe, dotted)}")
+        value = _lookup(recipe, dotted)
+        if origin != "file" or value != _lookup(defaults, dotted):
+            groups.setdefault(origin, []).append(f"{dotted}={value}")
     labels = {"flag": "flags", "env": "environment", "file": f"file {config_file}" if config_file else "file"}
     parts = [f"{labels[origin]}: {', '.join(groups[origin])}" for origin in labels if origin in groups]
-    return "; ".join(parts + ["the rest defaults"]) if parts else "all defaults"
+    return "; ".join(parts + ["everything else at its default"]) if parts else "all defaults"
 
 
 def _lookup(recipe: dict[str, Any], dotted: str) -> Any:

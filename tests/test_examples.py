@@ -1,0 +1,87 @@
+"""The CI examples and the Python API example work as documented, end to end on builtin data.
+
+They run as a user would run them (a shell, a fresh Python process), shrunk to the tiny test
+recipe through PRUNECTL_* environment variables, which is itself the documented way to
+override a recipe in CI.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import make_tiny_recipe
+from typer.testing import CliRunner
+
+from prunectl.cli import app
+from prunectl.config import FIELDS
+from prunectl.recipe import Recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+PRUNECTL = Path(sys.executable).parent / "prunectl"
+
+
+def tiny_environment(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    """PRUNECTL_* variables that turn the default recipe into the tiny one (two shadows)."""
+    tiny = make_tiny_recipe(gate__shadows=2, gate__bootstrap=200).to_dict()
+    defaults = Recipe().to_dict()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRUNECTL_")}
+    for dotted, info in FIELDS.items():
+        value, default = _get(tiny, dotted), _get(defaults, dotted)
+        if value != default and value is not None:
+            env[info.env_var] = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    env.update({"PRUNECTL": str(PRUNECTL), "PRUNECTL_CACHE_DIR": str(tmp_path / "cache"), **overrides})
+    return env
+
+
+def _get(tree: dict, dotted: str) -> object:
+    for part in dotted.split("."):
+        tree = tree[part]
+    return tree
+
+
+def _run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_the_shell_ci_step_releases_a_passing_model_and_publishes_its_reports(tmp_path):
+    summary = tmp_path / "step-summary.md"
+    env = tiny_environment(tmp_path, GITHUB_STEP_SUMMARY=str(summary))
+    done = _run([str(ROOT / "examples/ci/release-gate.sh")], tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "runs/release/export/model.onnx").is_file()
+    assert (tmp_path / "runs/reports/junit.xml").is_file() and (tmp_path / "runs/reports/summary.md").is_file()
+    assert "PASSED" in summary.read_text()
+    assert "release-gate: PASSED" in done.stderr
+
+
+@pytest.mark.slow
+def test_the_shell_ci_step_blocks_a_failing_model_with_exit_1_and_still_publishes_the_evidence(tmp_path):
+    env = tiny_environment(tmp_path, PRUNECTL_GATE_STRICT="true", PRUNECTL_GATE_MAX_ADVANTAGE="0", REPORTS_DIR=str(tmp_path / "out"))
+    done = _run([str(ROOT / "examples/ci/release-gate.sh"), "absent.toml", "runs/candidate"], tmp_path, env)
+    assert done.returncode == 1, done.stderr
+    assert not (tmp_path / "runs/candidate/export").exists()
+    assert "FAILED" in (tmp_path / "out/summary.md").read_text()
+    assert "BLOCKED by the privacy gate" in done.stderr
+
+
+@pytest.mark.slow
+def test_the_python_api_example_runs_the_release_step(tmp_path):
+    done = _run([sys.executable, str(ROOT / "examples/compress_api.py"), "runs/api"], tmp_path, tiny_environment(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "gate pass" in done.stdout and "artifact runs/api/export/model.onnx" in done.stdout
+
+
+def test_the_github_workflow_uses_only_flags_compress_accepts_and_publishes_both_reports():
+    workflow = (ROOT / "examples/ci/github-actions.yml").read_text()
+    command = next(line for line in workflow.splitlines() if "prunectl compress" in line)
+    help_text = CliRunner().invoke(app, ["compress", "--help"], env={"COLUMNS": "200"}).output
+    for flag in re.findall(r"--[a-z-]+", command):
+        assert flag in help_text, flag
+    assert "junit.xml" in workflow and "summary.md" in workflow and "GITHUB_STEP_SUMMARY" in workflow
+    assert workflow.count("if: always()") >= 3, "reports are published when the gate fails too"

@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv clean bench bench-privacy
+.PHONY: demo test venv clean bench bench-privacy bench-compress
 
 venv: $(STAMP)
 
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/prunectl prune --target-sparsity 0.9 --out runs/demo --overwrite
+	$(BIN)/prunectl compress --target-sparsity 0.9 --out runs/demo --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -26,6 +26,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/prune.py
 	$(BIN)/python benchmarks/export.py
+
+# The release step on the embedded default, cold cache, several seeds and defenses: ~15 minutes.
+bench-compress: $(STAMP)
+	$(BIN)/python benchmarks/compress.py
 
 # Fashion-MNIST privacy benchmarks (apt-get install dataset-fashion-mnist): over an hour on 2 cores.
 bench-privacy: $(STAMP)

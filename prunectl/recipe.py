@@ -32,7 +32,7 @@ class DataSpec:
 
     Split sizes left at `None` follow the ratio members:dev:holdout:shadow_pool = 4:1:4:9, so
     members and holdout are the same size and the shadow pool is about twice the members (each
-    shadow trains on a random half of it). On `digits` (1,797 samples) that is 399/100/399/899.
+    shadow trains on a random half of it). On `digits` (1,797 samples) that is 399/99/399/900.
     """
 
     source: str = "digits"
@@ -73,7 +73,7 @@ class PruneSpec:
     target_sparsity: float = 0.9
     rounds: int = 5
     epochs_per_round: int = 3
-    schedule: str = "geometric"
+    schedule: str = "cubic"
     scope: str = "global"
     keep_first_dense: bool = False
     keep_last_dense: bool = False

@@ -204,7 +204,7 @@ def _prune_stage(
     cache_dir: str | Path | None,
 ) -> api.PruneResult:
     if resume and (path / MANIFEST).is_file():
-        if not api.reusable_run(path, _release_neutral(recipe)):
+        if _release_neutral(api.stored_recipe(path)) != _release_neutral(recipe):
             raise RunDirError(f"{path} holds a finished run of a different recipe; pass --overwrite to replace it, or choose another --out")
         return _stored_prune_result(path)
     return api.prune(recipe, out=path, overwrite=overwrite, resume=resume, progress=progress, origins=origins, cache_dir=cache_dir)

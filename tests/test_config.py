@@ -16,13 +16,13 @@ def test_defaults_resolve_to_the_default_recipe():
 
 
 def test_precedence_is_flag_over_env_over_file_over_default(tmp_path):
-    (tmp_path / "p.toml").write_text("seed = 3\n[prune]\nrounds = 2\ntarget_sparsity = 0.5\nschedule = 'cubic'\n")
+    (tmp_path / "p.toml").write_text("seed = 3\n[prune]\nrounds = 2\ntarget_sparsity = 0.5\nschedule = 'oneshot'\n")
     env = {"PRUNECTL_PRUNE_TARGET_SPARSITY": "0.6", "PRUNECTL_PRUNE_ROUNDS": "4"}
     resolved = resolve(config=tmp_path / "p.toml", env=env, flags={"prune.target_sparsity": 0.7, "seed": None})
     recipe = resolved.recipe
     assert recipe.prune.target_sparsity == 0.7 and resolved.origin("prune.target_sparsity") == "flag"
     assert recipe.prune.rounds == 4 and resolved.origin("prune.rounds") == "env"
-    assert recipe.prune.schedule == "cubic" and resolved.origin("prune.schedule") == "file"
+    assert recipe.prune.schedule == "oneshot" and resolved.origin("prune.schedule") == "file"
     assert recipe.seed == 3 and resolved.origin("seed") == "file"
     assert recipe.prune.epochs_per_round == Recipe().prune.epochs_per_round
     assert resolved.origin("prune.epochs_per_round") == "default"

@@ -185,3 +185,15 @@ def test_resuming_a_finished_run_with_a_different_recipe_is_refused(run_copy):
     assert result.exit_code == 2, result.output
     assert "different recipe" in result.output
     assert (run_copy / "export" / "model.onnx").is_file(), "nothing was touched"
+
+
+def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, monkeypatch):
+    import prunectl.release
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(prunectl.release, "_prune_stage", interrupted)
+    result = runner.invoke(app, ["compress", "--out", str(tmp_path / "run"), "--overwrite"])
+    assert result.exit_code == 130
+    assert "--resume in place of --overwrite" in result.output and "Traceback" not in result.output

@@ -12,8 +12,8 @@ from prunectl.commands._common import EXIT_GATE_FAILED, err_console, handle_erro
 
 
 def _resume_hint(**kwargs: Any) -> str:
-    out = kwargs.get("out")
-    return f"prunectl compress --resume --out {out}" if out else "prunectl compress --resume (with the same flags and --out)"
+    change = "--resume in place of --overwrite" if kwargs.get("overwrite") else "--resume added"
+    return f"the same prunectl compress command with {change} (finished rounds are kept)"
 
 
 @handle_errors(resume_hint=_resume_hint)

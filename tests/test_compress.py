@@ -197,3 +197,24 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, monkeypatch):
     result = runner.invoke(app, ["compress", "--out", str(tmp_path / "run"), "--overwrite"])
     assert result.exit_code == 130
     assert "--resume in place of --overwrite" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("advantage", "borderline"), [(0.09, True), (0.12, True), (0.01, False), (0.25, False)])
+def test_the_summary_flags_a_verdict_closer_to_the_threshold_than_the_resolution(advantage, borderline):
+    from prunectl.commands.compress import _gate_line
+    from prunectl.release import GateHeadline
+
+    gate = GateHeadline(
+        verdict="pass" if advantage <= 0.1 else "fail",
+        passed=advantage <= 0.1,
+        reason="",
+        max_advantage=0.1,
+        strict=False,
+        deciding_attack="samia",
+        advantage=advantage,
+        advantage_interval=(advantage - 0.05, advantage + 0.05),
+        original_advantage=None,
+        resolution=0.07,
+        report_dir="gate",
+    )
+    assert ("borderline" in _gate_line(gate)) is borderline

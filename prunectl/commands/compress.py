@@ -126,10 +126,13 @@ def _gate_line(gate: Any) -> str:
     bound = "upper 95% bound" if gate.strict else "advantage"
     relation = "≤" if gate.passed else ">"
     gated = high if gate.strict else gate.advantage
-    return (
-        f"{bound} {gated:+.3f} ({gate.deciding_attack}) {relation} {gate.max_advantage:g}; "
-        f"advantage {gate.advantage:+.3f} [95% CI {low:+.3f}, {high:+.3f}], resolution ±{gate.resolution:.3f}{original}"
-    )
+    line = f"{bound} {gated:+.3f} ({gate.deciding_attack}) {relation} {gate.max_advantage:g}"
+    if gate.strict:
+        line += f"; advantage {gate.advantage:+.3f}"
+    line += f" [95% CI {low:+.3f}, {high:+.3f}], resolution ±{gate.resolution:.3f}{original}"
+    if abs(gated - gate.max_advantage) < gate.resolution:
+        line += "; borderline: closer to the threshold than the resolution, so another seed or more data may decide otherwise"
+    return line
 
 
 def _artifact_line(result: Any) -> str:

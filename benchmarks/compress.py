@@ -6,7 +6,7 @@ time a user on a new machine waits. One extra row reruns the default at seed 0 w
 kept (a second `make demo`). Candidates are the default recipe plus alternatives given as
 extra flags; the defense choice of the default recipe rests on this comparison.
 
-    .venv/bin/python benchmarks/compress.py [--seeds 0,1,2,3,4] [--candidates default,wemem-rmr] [--render-only]
+    .venv/bin/python benchmarks/compress.py [--seeds 0,1,2,3,4] [--candidates default,none] [--render-only]
 
 Results go to `benchmarks/results/compress.json` (resumable: finished rows are kept) and the
 `compress` section of BENCHMARKS.md.
@@ -35,19 +35,21 @@ ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "compress.json"
 SECTION = "compress"
 PRUNECTL = Path(sys.executable).parent / "prunectl"
-CANDIDATES: dict[str, list[str]] = {
-    "default": [],
-    "none": ["--defense", "none"],
-    "wemem-rmr": ["--defense", "wemem", "--wemem-variant", "rmr"],
-    "wemem-rsw": ["--defense", "wemem", "--wemem-variant", "rsw"],
-    "kl-1": ["--defense", "kl", "--kl-weight", "1"],
+# name → (extra flags, extra environment). Recipe fields without a flag are set through PRUNECTL_* variables.
+CANDIDATES: dict[str, tuple[list[str], dict[str, str]]] = {
+    "default": ([], {}),
+    "none": (["--defense", "none"], {}),
+    "rmr-threshold-0.5": ([], {"PRUNECTL_DEFENSE_RMR_THRESHOLD": "0.5"}),
+    "none-prune-last": (["--defense", "none", "--prune-last"], {}),
+    "previous-default": (["--defense", "none", "--schedule", "geometric", "--prune-last"], {}),
 }
 
 
 def run_once(candidate: str, seed: int, cache: Path, workdir: Path) -> dict[str, Any]:
-    command = [str(PRUNECTL), "compress", "--target-sparsity", "0.9", *CANDIDATES[candidate], "--seed", str(seed)]
+    flags, variables = CANDIDATES[candidate]
+    command = [str(PRUNECTL), "compress", "--target-sparsity", "0.9", *flags, "--seed", str(seed)]
     command += ["--out", str(workdir / f"{candidate}-{seed}"), "--overwrite", "--cache-dir", str(cache), "--json"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRUNECTL_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRUNECTL_")} | variables
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir, timeout=3600)
     wall = time.perf_counter() - started
@@ -75,14 +77,22 @@ def run_once(candidate: str, seed: int, cache: Path, workdir: Path) -> dict[str,
     return row
 
 
+def _describe(flags: list[str], env: dict[str, str]) -> str:
+    parts = [" ".join(flags)] if flags else []
+    parts += [f"{k}={v}" for k, v in env.items()]
+    return " ".join(parts) or "no extra flags (the embedded default recipe)"
+
+
 def render(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     lines = [
         "## compress: the release step on the embedded default (digits, builtin CNN, 90% sparsity)",
         "",
         f"- Date: {meta['date']}; machine: {meta['machine']}; torch {meta['versions']['torch']}.",
-        f"- Command: `{meta['command']}`. Each row is one `prunectl compress --target-sparsity 0.9 [candidate flags] --seed S` "
+        f"- Commands: {', '.join(f'`{c}`' for c in meta.get('commands', [meta['command']]))}. Each row is one "
+        "`prunectl compress --target-sparsity 0.9 [candidate flags] --seed S` "
         "process with a fresh cache (cold: base models, memorization scores and all 4 shadows computed), "
         "the full gated attack set, 399 members against 399 holdout samples.",
+        "- Candidates: " + "; ".join(f"`{name}`: {_describe(flags, env)}" for name, (flags, env) in CANDIDATES.items()) + ".",
         "- Gated advantage: the deciding attack's TPR − FPR at its shadow-chosen threshold; the gate fails above 0.10. "
         "Resolution: the worst-case half-width of its 95% interval at this evaluation size.",
         "",
@@ -123,7 +133,7 @@ def render(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="0,1,2,3,4")
-    parser.add_argument("--candidates", default="default,none,wemem-rmr")
+    parser.add_argument("--candidates", default="default,none")
     parser.add_argument("--render-only", action="store_true")
     args = parser.parse_args()
     saved = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"meta": run_meta(), "rows": []}
@@ -133,6 +143,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = saved["rows"]
     done = {(r["candidate"], r["seed"], bool(r.get("warm"))) for r in rows}
     meta = run_meta()
+    meta["commands"] = list(dict.fromkeys([*saved["meta"].get("commands", []), meta["command"]]))
     workdir = Path(tempfile.mkdtemp(prefix="prunectl-bench-compress-"))
     try:
         for candidate in args.candidates.split(","):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from prunectl.recipe import DataSpec, ModelSpec, PruneSpec, Recipe, TrainSpec
+from prunectl.recipe import DataSpec, DefenseSpec, ModelSpec, PruneSpec, Recipe, TrainSpec
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 needs_fashion_mnist = pytest.mark.skipif(
@@ -20,14 +20,18 @@ needs_fashion_mnist = pytest.mark.skipif(
 
 
 def make_tiny_recipe(**changes: object) -> Recipe:
-    """Digits, small splits, an MLP, 2 rounds of 1 epoch: a full run in about a second."""
+    """Digits, small splits, an MLP, 2 rounds of 1 epoch, no defense: a full run in about a second.
+
+    Every layer is pruned and no defense runs, unlike the defaults, so that tests of the
+    pipeline stay fast and their layer counts simple; the defenses have their own tests."""
     recipe = Recipe(
         name="tiny",
         seed=0,
         data=DataSpec(source="digits", members=200, dev=60, holdout=200, shadow_pool=400),
         model=ModelSpec(source="builtin:mlp", widths=(32,)),
         train=TrainSpec(epochs=15, batch_size=32, lr=3e-3),
-        prune=PruneSpec(target_sparsity=0.8, rounds=2, epochs_per_round=1),
+        prune=PruneSpec(target_sparsity=0.8, rounds=2, epochs_per_round=1, keep_last_dense=False),
+        defense=DefenseSpec(name="none"),
     )
     sections = {}
     for key, value in changes.items():

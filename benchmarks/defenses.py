@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import update_section  # noqa: E402
 from gate import WORKLOADS as GATE_WORKLOADS  # noqa: E402
 from gate import LogProgress  # noqa: E402
-from prune import run_meta  # noqa: E402
+from prune import RECORDED_DEFAULTS, run_meta  # noqa: E402
 
 from exporters.atomic import atomic_write_bytes, atomic_write_json  # noqa: E402
 from gates.gate import GatePolicy  # noqa: E402
@@ -80,6 +80,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "wemem-rsw": {"defense.name": "wemem", "defense.wemem_variant": "rsw"},
     "wemem-rmr": {"defense.name": "wemem", "defense.wemem_variant": "rmr"},
     "wemem-swmr": {"defense.name": "wemem", "defense.wemem_variant": "swmr"},
+    # compress's default since issue #6 (the rows above keep the paper's threshold, 0.5)
+    "wemem-rmr-0.25": {"defense.name": "wemem", "defense.wemem_variant": "rmr", "defense.rmr_threshold": 0.25},
 }
 GATE_SHADOWS = 2
 # The original (unpruned) model is the same for every setting of a workload (its base model and
@@ -192,6 +194,7 @@ def workload_flags(workload: str, *, rounds: int, epochs_per_round: int, smoke: 
     """The workload's recipe flags (no defense); in smoke mode digits with its default splits."""
     flags = {
         # One name for every setting: nothing that is cached should differ by more than the defense.
+        **RECORDED_DEFAULTS,
         "name": f"bench-defenses-{workload}",
         "data.source": "fashion-mnist",
         "prune.target_sparsity": TARGET_SPARSITY,

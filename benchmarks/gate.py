@@ -29,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import update_section  # noqa: E402
-from prune import run_meta  # noqa: E402
+from prune import RECORDED_DEFAULTS, run_meta  # noqa: E402
 
 from prunectl.api import gate, prune  # noqa: E402
 from prunectl.config import resolve  # noqa: E402
@@ -103,6 +103,7 @@ def main() -> None:
     rows = [row for row in previous if row["workload"] not in chosen]
     for workload in chosen:
         flags = {
+            **RECORDED_DEFAULTS,
             "name": f"bench-gate-{workload}",
             "data.source": "fashion-mnist",
             "prune.rounds": args.rounds,

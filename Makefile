@@ -27,9 +27,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/prune.py
 	$(BIN)/python benchmarks/export.py
 
-# The release step on the embedded default, cold cache, several seeds and defenses: ~15 minutes.
+# The release step on the embedded default, cold cache, several seeds and candidate recipes: ~20 minutes.
 bench-compress: $(STAMP)
-	$(BIN)/python benchmarks/compress.py
+	$(BIN)/python benchmarks/compress.py --candidates default,none --seeds 0,1,2,3,4
+	$(BIN)/python benchmarks/compress.py --candidates rmr-threshold-0.5,none-prune-last,previous-default --seeds 0,1,2
+	$(BIN)/python benchmarks/classifier_dense.py
 
 # Fashion-MNIST privacy benchmarks (apt-get install dataset-fashion-mnist): over an hour on 2 cores.
 bench-privacy: $(STAMP)

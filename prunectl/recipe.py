@@ -72,8 +72,9 @@ class PruneSpec:
 
     The classifier (last layer) stays dense by default: it holds ~2% of the builtin CNN's
     weights, and pruning it to ~73% (what global ranking did) made the pruned accuracy swing
-    between seeds (digits: 90.7-96.2% over 6 seeds, against 94.0-98.5% with it dense), which made
-    the gate refuse shadows that landed low. `target_sparsity` counts the pruned layers only.
+    between seeds (digits, 6 seeds: 90.7-96.2% against 94.0-98.5% with it dense; BENCHMARKS.md,
+    "classifier-dense"), and the gate refuses shadows that land low. `target_sparsity` counts
+    the pruned layers only.
     """
 
     target_sparsity: float = 0.9

@@ -148,6 +148,7 @@ def compress(
     artifact = latency = None
     clock = time.perf_counter()
     if gate.passed:
+        _forget_in_manifest(path, ("quarantine",))  # the export below replaces export/ whole, quarantine included
         exported = api.export(path, settings=recipe.export, progress=progress, privacy_gate=f"passed: {gate.reason}")
         artifact = _artifact_headline(exported, quarantined=False)
         seconds["export"] = time.perf_counter() - clock

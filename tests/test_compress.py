@@ -160,6 +160,12 @@ def test_export_on_fail_quarantines_the_model_clearly_marked_not_for_release(run
     assert manifest["stage"] == "quarantined" and "quarantine" in manifest and "export" not in manifest
     assert "QUARANTINED" in result.stderr
 
+    passing = [*arguments[:-3], "--no-strict", "--max-advantage", "1", "--cache-dir", str(tmp_path / "cache")]
+    assert runner.invoke(app, passing).exit_code == 0
+    assert (run_copy / "export" / "model.onnx").is_file() and not quarantine.exists()
+    manifest = json.loads((run_copy / "manifest.json").read_text())
+    assert manifest["stage"] == "released" and "quarantine" not in manifest
+
 
 @pytest.mark.parametrize(
     ("arguments", "message"),

@@ -224,3 +224,28 @@ def test_the_summary_flags_a_verdict_closer_to_the_threshold_than_the_resolution
         report_dir="gate",
     )
     assert ("borderline" in _gate_line(gate)) is borderline
+
+
+def test_every_default_the_help_states_is_the_recipes_default():
+    """Flags are unset (None) so the recipe decides; their help names the default, which must not drift."""
+    import re
+    import typing
+
+    from prunectl.commands import _options
+    from prunectl.config import _get
+    from prunectl.recipe import Recipe
+
+    aliases = {"wemem_variant": "WememVariantOption"}
+    layer_words = {"dense": True, "pruned": False}
+    stated = 0
+    for parameter, dotted in _options.RECIPE_FLAGS.items():
+        alias = aliases.get(parameter, "".join(part.title() for part in parameter.split("_")))
+        option = typing.get_args(getattr(_options, alias))[1]
+        match = re.search(r"\(default: ([^)]+)\)", option.help or "")
+        if match is None:
+            continue
+        stated += 1
+        default = _get(Recipe(), dotted)
+        said = layer_words[match.group(1)] if isinstance(default, bool) else match.group(1)
+        assert said == (default if isinstance(default, bool) else str(default)), (dotted, match.group(1), default)
+    assert stated >= 9

@@ -44,16 +44,19 @@ class DeviceChoice(str, Enum):
 DefenseChoice = Enum("DefenseChoice", {name: name for name in DEFENSES.names()}, type=str)  # type: ignore[misc]
 WememVariant = Enum("WememVariant", {name: name for name in WEMEM_VARIANTS}, type=str)  # type: ignore[misc]
 
-TargetSparsity = Annotated[Optional[float], typer.Option(help="Fraction of prunable weights set to zero, in [0, 1).", rich_help_panel=PRUNING)]
-Rounds = Annotated[Optional[int], typer.Option(help="Prune-and-fine-tune rounds.", rich_help_panel=PRUNING)]
-EpochsPerRound = Annotated[Optional[int], typer.Option(help="Fine-tuning epochs per round.", rich_help_panel=PRUNING)]
-Schedule = Annotated[Optional[ScheduleChoice], typer.Option(help="Sparsity per round.", rich_help_panel=PRUNING)]
+TargetSparsity = Annotated[
+    Optional[float], typer.Option(help="Fraction of prunable weights set to zero, in [0, 1) (default: 0.9).", rich_help_panel=PRUNING)
+]
+Rounds = Annotated[Optional[int], typer.Option(help="Prune-and-fine-tune rounds (default: 5).", rich_help_panel=PRUNING)]
+EpochsPerRound = Annotated[Optional[int], typer.Option(help="Fine-tuning epochs per round (default: 3).", rich_help_panel=PRUNING)]
+Schedule = Annotated[Optional[ScheduleChoice], typer.Option(help="Sparsity per round (default: cubic).", rich_help_panel=PRUNING)]
 Scope = Annotated[Optional[ScopeChoice], typer.Option(help="Rank weights across all layers or within each.", rich_help_panel=PRUNING)]
 KeepFirstDense = Annotated[
-    Optional[bool], typer.Option("--keep-first-dense/--prune-first", help="Leave the first layer dense.", rich_help_panel=PRUNING)
+    Optional[bool], typer.Option("--keep-first-dense/--prune-first", help="Leave the first layer dense (default: pruned).", rich_help_panel=PRUNING)
 ]
 KeepLastDense = Annotated[
-    Optional[bool], typer.Option("--keep-last-dense/--prune-last", help="Leave the last layer dense.", rich_help_panel=PRUNING)
+    Optional[bool],
+    typer.Option("--keep-last-dense/--prune-last", help="Leave the last layer, the classifier, dense (default: dense).", rich_help_panel=PRUNING),
 ]
 Data = Annotated[
     Optional[str], typer.Option(help="digits | fashion-mnist[:DIR] | imagefolder:DIR | npz:FILE | csv:FILE", rich_help_panel=SOURCES)
@@ -69,21 +72,21 @@ ModelCheckpoint = Annotated[
     Optional[str], typer.Option(help="Base weights (state dict) to prune instead of training a base model.", rich_help_panel=SOURCES)
 ]
 Epochs = Annotated[Optional[int], typer.Option(help="Base-training epochs (when no base checkpoint is given).", rich_help_panel=SOURCES)]
-Defense = Annotated[Optional[DefenseChoice], typer.Option(help="Privacy defense while fine-tuning.", rich_help_panel=DEFENSE)]
+Defense = Annotated[Optional[DefenseChoice], typer.Option(help="Privacy defense while fine-tuning (default: wemem).", rich_help_panel=DEFENSE)]
 KlWeight = Annotated[Optional[float], typer.Option(help="kl: weight of the posterior-balancing term (paper: 1-16).", rich_help_panel=DEFENSE)]
 WememVariantOption = Annotated[
-    Optional[WememVariant], typer.Option(help="wemem: sliding window, risky-sample decay, or both.", rich_help_panel=DEFENSE)
+    Optional[WememVariant], typer.Option(help="wemem: sliding window, risky-sample decay, or both (default: rmr).", rich_help_panel=DEFENSE)
 ]
 Memscores = Annotated[
     Optional[Path], typer.Option(help="wemem: the members' memorization scores (CSV index,score) to use.", rich_help_panel=DEFENSE)
 ]
 MaxAdvantage = Annotated[
-    Optional[float], typer.Option(help="Fail when the gated advantage (TPR − FPR) exceeds this, in [0, 1].", rich_help_panel=GATE)
+    Optional[float], typer.Option(help="Fail when the gated advantage (TPR − FPR) exceeds this, in [0, 1] (default: 0.1).", rich_help_panel=GATE)
 ]
 Strict = Annotated[Optional[bool], typer.Option("--strict/--no-strict", help="Gate on the upper 95% bound (for CI).", rich_help_panel=GATE)]
-Shadows = Annotated[Optional[int], typer.Option(help="Shadow models re-running the victim's recipe.", rich_help_panel=GATE)]
+Shadows = Annotated[Optional[int], typer.Option(help="Shadow models re-running the victim's recipe (default: 4).", rich_help_panel=GATE)]
 Attacks = Annotated[
-    Optional[str], typer.Option(help="Comma-separated gated attacks (default: samia and the threshold family).", rich_help_panel=GATE)
+    Optional[str], typer.Option(help="Comma-separated gated attacks; by default samia and the whole threshold family.", rich_help_panel=GATE)
 ]
 EvalSize = Annotated[Optional[int], typer.Option(help="Cap on evaluation samples per side (0: all balanced pairs).", rich_help_panel=GATE)]
 Name = Annotated[Optional[str], typer.Option(help="Recipe name (the default run directory name).", rich_help_panel=RUN)]

@@ -139,3 +139,16 @@ def test_the_example_recipe_is_valid_and_documents_every_field():
 def test_gate_attacks_are_a_comma_separated_list_in_the_environment():
     recipe = resolve(env={"PRUNECTL_GATE_ATTACKS": "confidence, loss", "PRUNECTL_GATE_STRICT": "true"}).recipe
     assert recipe.gate.attacks == ("confidence", "loss") and recipe.gate.strict is True
+
+
+def test_the_config_file_is_found_by_flag_then_environment_then_prunectl_toml_then_pyproject(tmp_path):
+    from prunectl.config import discover_config
+
+    assert discover_config(tmp_path, env={}) is None
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    assert discover_config(tmp_path, env={}) is None, "a pyproject.toml without [tool.prunectl] is not a recipe"
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n[tool.prunectl.prune]\nrounds = 7\n")
+    assert discover_config(tmp_path, env={}) == tmp_path / "pyproject.toml"
+    (tmp_path / "prunectl.toml").write_text("seed = 1\n")
+    assert discover_config(tmp_path, env={}) == tmp_path / "prunectl.toml"
+    assert discover_config(tmp_path, env={"PRUNECTL_CONFIG": "elsewhere.toml"}) == Path("elsewhere.toml")

@@ -449,7 +449,8 @@ def gate(
 
 
 def reusable_run(out: Path, recipe: Recipe) -> bool:
-    """Whether `out` holds a finished run of `recipe` (gate settings aside), so `gate` can skip pruning."""
+    """Whether `out` holds a finished run of `recipe`, gate and export settings aside (they do not
+    change the pruned model), so `gate` and `compress --resume` can skip pruning."""
     run_file = out / MANIFEST
     if not run_file.is_file():
         return False
@@ -457,7 +458,11 @@ def reusable_run(out: Path, recipe: Recipe) -> bool:
         stored = stored_recipe(out)
     except PrunectlError:
         return False
-    return dataclasses.replace(stored, gate=GateSpec()) == dataclasses.replace(recipe, gate=GateSpec())
+    return _model_settings(stored) == _model_settings(recipe)
+
+
+def _model_settings(recipe: Recipe) -> Recipe:
+    return dataclasses.replace(recipe, gate=GateSpec(), export=ExportSpec())
 
 
 @dataclass(frozen=True, eq=False)

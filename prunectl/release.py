@@ -11,7 +11,6 @@ verdict written into the ONNX file's own metadata.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import time
@@ -25,13 +24,12 @@ from prunectl.defenses import defense_label
 from prunectl.errors import RunDirError
 from prunectl.gating import GateOutcome
 from prunectl.progress import Progress, SilentProgress
-from prunectl.recipe import ExportSpec, GateSpec, Recipe
+from prunectl.recipe import ExportSpec, Recipe
 from prunectl.run import MANIFEST, atomic_write_json, atomic_write_text
 
 QUARANTINE_DIR = "quarantine"
 QUARANTINE_NOTE = "NOT-FOR-RELEASE.txt"
 BENCH_FILE = "bench.json"
-STAGES = ("prune", "gate", "export", "bench")
 
 
 @dataclass(frozen=True)
@@ -205,15 +203,10 @@ def _prune_stage(
     cache_dir: str | Path | None,
 ) -> api.PruneResult:
     if resume and (path / MANIFEST).is_file():
-        if _release_neutral(api.stored_recipe(path)) != _release_neutral(recipe):
+        if not api.reusable_run(path, recipe):
             raise RunDirError(f"{path} holds a finished run of a different recipe; pass --overwrite to replace it, or choose another --out")
         return _stored_prune_result(path)
     return api.prune(recipe, out=path, overwrite=overwrite, resume=resume, progress=progress, origins=origins, cache_dir=cache_dir)
-
-
-def _release_neutral(recipe: Recipe) -> Recipe:
-    """Gate and export settings do not change the pruned model, so a resume may change them."""
-    return dataclasses.replace(recipe, export=ExportSpec(), gate=GateSpec())
 
 
 def _stored_prune_result(path: Path) -> api.PruneResult:

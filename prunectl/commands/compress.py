@@ -102,7 +102,9 @@ def print_summary(result: Any) -> None:
     table.add_column(style="bold")
     table.add_column()
     table.add_row("accuracy", f"{result.base_accuracy:.2%} → {result.pruned_accuracy:.2%} (holdout, never trained on)")
-    table.add_row("sparsity", f"{result.sparsity:.2%} of the pruned layers' weights (target {result.target_sparsity:.0%}); defense: {escape(result.defense)}")
+    table.add_row(
+        "sparsity", f"{result.sparsity:.2%} of the pruned layers' weights (target {result.target_sparsity:.0%}); defense: {escape(result.defense)}"
+    )
     table.add_row("privacy", f"[bold {colour}]gate {verdict}[/]: {escape(_gate_line(gate))}")
     if result.artifact is not None and result.latency is not None:
         artifact, latency = result.artifact, result.latency

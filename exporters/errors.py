@@ -15,8 +15,12 @@ class ExporterInputError(ExporterError, ValueError):
     """Bad user input the user can fix: a missing file, a file that is not ONNX, an input
     shape that does not match the model, an out-of-range option. Exit code 2 in the CLI.
 
-    Messages are one line that names the problem and the fix.
+    Messages are one line that names the problem and the fix; one quoting a multi-line error
+    from onnx or onnxruntime has its line breaks joined into spaces.
     """
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(" ".join(line.strip() for line in str(message).splitlines() if line.strip()), *args)
 
 
 class ParityError(ExporterError):

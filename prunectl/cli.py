@@ -6,9 +6,16 @@ onnxruntime) happen inside the commands so that `prunectl --help` is instant.
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
+
+try:  # typer >= 0.20 vendors click; older releases use the click package
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click.exceptions import ClickException, NoArgsIsHelpError
 
 from prunectl.commands.bench import bench
 from prunectl.commands.compress import compress
@@ -18,7 +25,35 @@ from prunectl.commands.init import init
 from prunectl.commands.memscore import memscore
 from prunectl.commands.prune import prune
 
+class _OneLineUsageErrors(TyperGroup):
+    """Usage errors (an unknown flag, `--rounds abc`, an out-of-range value) in the one-line form
+    every other bad input gets: `error: <what>; see '<command> --help'`, exit code 2, instead of
+    Typer's multi-line usage panel, so a CI log shows the problem in the line it greps for."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except NoArgsIsHelpError as shown:
+            shown.show()
+            sys.exit(shown.exit_code)
+        except ClickException as error:
+            from rich.markup import escape
+
+            from prunectl.commands._common import err_console
+
+            where = getattr(getattr(error, "ctx", None), "command_path", None) or "prunectl"
+            message = " ".join(line.strip() for line in error.format_message().splitlines() if line.strip()).rstrip(".")
+            err_console.print(f"[red]error:[/] {escape(message)}; see '{escape(where)} --help'", soft_wrap=True)
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineUsageErrors,
     name="prunectl",
     help="Prune a classifier, gate its release on a membership-inference audit, ship sparse ONNX.",
     no_args_is_help=True,

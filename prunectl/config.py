@@ -162,10 +162,14 @@ def load_file(path: Path) -> dict[str, Any]:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RecipeError(f"config file {path} does not exist; pass an existing --config file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise RecipeError(f"cannot read config file {path}: {error}") from None
+    except IsADirectoryError:
+        raise RecipeError(f"config file {path} is a directory; pass a TOML file such as prunectl.toml") from None
+    except UnicodeDecodeError as error:
+        raise RecipeError(f"config file {path} is not UTF-8 text (byte {error.start}); save it as UTF-8") from None
+    except OSError as error:
+        raise RecipeError(f"cannot read config file {path} ({error.strerror or error}); check the path and its permissions") from None
     except tomllib.TOMLDecodeError as error:
-        raise RecipeError(f"config file {path} is not valid TOML: {error}") from None
+        raise RecipeError(f"config file {path} is not valid TOML: {error}; fix the syntax there") from None
     if path.name == "pyproject.toml":
         raw = raw.get("tool", {}).get("prunectl")
         if raw is None:
@@ -281,8 +285,20 @@ def toml_value(value: Any) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{escaped}"'
+        return '"' + "".join(_toml_char(c) for c in value) + '"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {value!r} as TOML")
+
+
+# TOML basic strings (toml.io, "String"): backslash, quote and every control character but tab
+# must be escaped; tab is escaped too so a written recipe.toml never holds an invisible character.
+_TOML_ESCAPES = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _toml_char(char: str) -> str:
+    if char in _TOML_ESCAPES:
+        return _TOML_ESCAPES[char]
+    if ord(char) < 0x20 or ord(char) == 0x7F:
+        return f"\\u{ord(char):04X}"
+    return char

@@ -12,6 +12,7 @@ import csv
 import functools
 import gzip
 import math
+import os
 import struct
 import zipfile
 from collections.abc import Callable
@@ -65,13 +66,15 @@ class Dataset:
 
 @dataclass(frozen=True)
 class SourceKind:
-    """How one kind of source is read. `needs_arg`: the part after ':' is required."""
+    """How one kind of source is read. `needs_arg`: the part after ':' is required;
+    `path_is_dir`: its path names a directory (else a file)."""
 
     load: Callable[[str | None, DataSpec], Dataset]
     needs_arg: bool
     arg_is_path: bool
     default_path: Path | None = None
     missing_hint: str = "pass an existing path"
+    path_is_dir: bool = False
 
 
 DATA_SOURCES: Registry[SourceKind] = Registry("data source", DataError)
@@ -86,6 +89,12 @@ def check_source(spec: DataSpec) -> None:
     path = Path(arg) if arg and kind.arg_is_path else kind.default_path
     if path is not None and not path.exists():
         raise DataError(f"data.source {spec.source!r}: {path} does not exist; {kind.missing_hint}")
+    if path is not None and kind.path_is_dir and not path.is_dir():
+        raise DataError(f"data.source {spec.source!r}: {path} is not a directory; pass the directory {kind_name}:DIR")
+    if path is not None and not kind.path_is_dir and path.is_dir():
+        raise DataError(f"data.source {spec.source!r}: {path} is a directory; pass a file, {kind_name}:FILE")
+    if path is not None and not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+        raise DataError(f"data.source {spec.source!r}: {path} is not readable (permission denied); check its permissions")
     if arg and not kind.arg_is_path:
         raise DataError(f"data.source {spec.source!r}: {kind_name} takes no argument; use {kind_name!r}")
 
@@ -149,14 +158,14 @@ def _from_arrays(x: np.ndarray, y: np.ndarray, source: str, classes: tuple[str, 
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.number):
         raise DataError(f"{source}: labels must be a 1-D array of integers")
     if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
-        raise DataError(f"{source}: labels must be integers")
+        raise DataError(f"{source}: labels must be integers; store class indices 0..K-1")
     if x.ndim < 2 or not np.issubdtype(x.dtype, np.number):
         raise DataError(f"{source}: inputs must be a numeric array of shape (N, features) or (N, [C,] H, W)")
     if not np.all(np.isfinite(x)):
         raise DataError(f"{source}: inputs contain NaN or infinite values; clean the data first")
     y = y.astype(np.int64)
     if y.size and y.min() < 0:
-        raise DataError(f"{source}: labels must be >= 0, found {int(y.min())}")
+        raise DataError(f"{source}: labels must be >= 0, found {int(y.min())}; number the classes from 0")
     if classes is None:
         classes = tuple(str(c) for c in range(int(y.max()) + 1 if y.size else 0))
     if x.ndim == 2:
@@ -188,11 +197,13 @@ def _read_idx(path: Path, expected_dims: int) -> np.ndarray:
         raise DataError(f"{path} is truncated (no IDX header); re-download or reinstall it")
     zero, dtype_code, dims = struct.unpack(">HBB", raw[:4])
     if zero != 0 or dtype_code != 0x08 or dims != expected_dims:
-        raise DataError(f"{path} is not an unsigned-byte IDX file with {expected_dims} dimensions")
+        raise DataError(f"{path} is not an unsigned-byte IDX file with {expected_dims} dimensions; re-download or reinstall it")
     shape = struct.unpack(">" + "I" * dims, raw[4 : 4 + 4 * dims])
     body = raw[4 + 4 * dims :]
     if len(body) != math.prod(shape):
-        raise DataError(f"{path} is truncated or corrupt: header says {math.prod(shape)} bytes, found {len(body)}")
+        raise DataError(
+            f"{path} is truncated or corrupt: header says {math.prod(shape)} bytes, found {len(body)}; re-download or reinstall it"
+        )
     return np.frombuffer(body, dtype=np.uint8).reshape(shape)
 
 
@@ -214,13 +225,15 @@ def _load_fashion_mnist(arg: str | None, spec: DataSpec) -> Dataset:
         x = _read_idx(image_path, 3)
         y = _read_idx(label_path, 1)
         if x.shape[0] != y.shape[0]:
-            raise DataError(f"{image_path} has {x.shape[0]} images but {label_path} has {y.shape[0]} labels")
+            raise DataError(
+                f"{image_path} has {x.shape[0]} images but {label_path} has {y.shape[0]} labels; both must come from the same download"
+            )
         images.append(x)
         labels.append(y)
     x = np.concatenate(images)[:, None]
     y = np.concatenate(labels).astype(np.int64)
     if y.max() >= len(FASHION_MNIST_CLASSES):
-        raise DataError(f"{directory}: labels outside 0..9; the files are not Fashion-MNIST")
+        raise DataError(f"{directory}: labels outside 0..9; the files are not Fashion-MNIST, re-download or reinstall them")
     return _standardise_images(x, 1.0 / 255.0, spec.source, FASHION_MNIST_CLASSES, y)
 
 
@@ -236,11 +249,15 @@ def _load_imagefolder(arg: str | None, spec: DataSpec) -> Dataset:
         raise DataError(f"imagefolder:{root} has {len(classes)} class sub-directories; a classifier needs at least 2")
     files: list[tuple[Path, int]] = []
     for label, name in enumerate(classes):
-        for path in sorted((root / name).rglob("*")):
-            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
-                files.append((path, label))
-    if not files:
-        raise DataError(f"imagefolder:{root} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        found = [p for p in sorted((root / name).rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+        if not found:
+            # A class without samples would still get an output logit and silently never be
+            # predicted; more likely its images are missing or have another extension.
+            raise DataError(
+                f"imagefolder:{root}: class directory {name!r} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                "add its images or remove the directory"
+            )
+        files.extend((path, label) for path in found)
     modes = set()
     for path, _label in files:
         try:
@@ -266,7 +283,12 @@ def _load_imagefolder(arg: str | None, spec: DataSpec) -> Dataset:
 def _load_npz(arg: str | None, spec: DataSpec) -> Dataset:
     path = Path(str(arg))
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise DataError(
+                f"{path} is not a readable .npz archive (it holds a single array); write it with numpy.savez(x=..., y=...)"
+            )
+        with loaded as archive:
             missing = {"x", "y"} - set(archive.files)
             if missing:
                 raise DataError(f"{path} lacks array(s) {', '.join(sorted(missing))}; an npz source holds arrays 'x' and 'y'")
@@ -274,7 +296,14 @@ def _load_npz(arg: str | None, spec: DataSpec) -> Dataset:
     except DataError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise DataError(f"{path} is not a readable .npz archive ({error}); write it with numpy.savez(x=..., y=...)") from None
+        # numpy's own messages about pickled data suggest allow_pickle=True: never repeat that advice.
+        if "allow_pickle" in str(error) and "Object arrays" in str(error):
+            detail = "it holds object arrays, which only unpickling could read; store numeric arrays"
+        elif "allow_pickle" in str(error) or "pickled" in str(error):
+            detail = "neither a zip archive of arrays nor a .npy file"
+        else:
+            detail = (error.strerror if isinstance(error, OSError) and error.strerror else str(error).splitlines()[0]) if str(error) else type(error).__name__
+        raise DataError(f"{path} is not a readable .npz archive ({detail}); write it with numpy.savez(x=..., y=...)") from None
     return _from_arrays(x, y, spec.source)
 
 
@@ -284,8 +313,11 @@ def _load_csv(arg: str | None, spec: DataSpec) -> Dataset:
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.reader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise DataError(f"{path} is not a readable CSV file ({error})") from None
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path} is not a readable CSV file (not UTF-8 text at byte {error.start}); save it as UTF-8 CSV") from None
+    except (OSError, csv.Error) as error:
+        detail = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise DataError(f"{path} is not a readable CSV file ({detail}); check the path and its format") from None
     if len(rows) < 2:
         raise DataError(f"{path} has no data rows; a CSV source needs a header row and samples")
     header = [h.strip() for h in rows[0]]
@@ -299,7 +331,7 @@ def _load_csv(arg: str | None, spec: DataSpec) -> Dataset:
         if not row:
             continue
         if len(row) != len(header):
-            raise DataError(f"{path}:{line_number} has {len(row)} fields, the header has {len(header)}")
+            raise DataError(f"{path}:{line_number} has {len(row)} fields, the header has {len(header)}; give every row one value per column")
         try:
             features.append([float(v) for i, v in enumerate(row) if i != label_at])
         except ValueError:
@@ -307,13 +339,16 @@ def _load_csv(arg: str | None, spec: DataSpec) -> Dataset:
         raw_labels.append(row[label_at].strip())
     try:
         numeric = [float(v) for v in raw_labels]
-        if any(v != int(v) or v < 0 for v in numeric):
-            raise DataError(f"{path}: numeric labels must be integers >= 0")
+    except ValueError:  # class names
+        classes: tuple[str, ...] | None = tuple(sorted(set(raw_labels)))
+        y = np.asarray([classes.index(v) for v in raw_labels], dtype=np.int64)
+    else:
+        # `float` also reads "nan", "inf" and "-1": labels that are numbers but not classes.
+        bad = next((raw for raw, v in zip(raw_labels, numeric) if not (math.isfinite(v) and v >= 0 and v == int(v))), None)
+        if bad is not None:
+            raise DataError(f"{path}: numeric labels must be integers >= 0, found {bad!r}; fix the {spec.label_column!r} column")
         y = np.asarray(numeric, dtype=np.int64)
         classes = None
-    except ValueError:
-        classes = tuple(sorted(set(raw_labels)))
-        y = np.asarray([classes.index(v) for v in raw_labels], dtype=np.int64)
     return _from_arrays(np.asarray(features, dtype=np.float64), y, spec.source, classes)
 
 
@@ -326,9 +361,10 @@ DATA_SOURCES.register("fashion-mnist")(
         arg_is_path=True,
         default_path=FASHION_MNIST_DIR,
         missing_hint="install it with 'apt-get install dataset-fashion-mnist' or pass fashion-mnist:DIR",
+        path_is_dir=True,
     )
 )
-DATA_SOURCES.register("imagefolder")(SourceKind(_load_imagefolder, needs_arg=True, arg_is_path=True))
+DATA_SOURCES.register("imagefolder")(SourceKind(_load_imagefolder, needs_arg=True, arg_is_path=True, path_is_dir=True))
 DATA_SOURCES.register("npz")(SourceKind(_load_npz, needs_arg=True, arg_is_path=True))
 DATA_SOURCES.register("csv")(SourceKind(_load_csv, needs_arg=True, arg_is_path=True))
 

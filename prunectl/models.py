@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import io
 import math
+import re
 import sys
 import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,7 +162,13 @@ def _build_torchscript(arg: str | None, spec: ModelSpec, shape: DataShape) -> nn
             warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, still supported
             return torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, ValueError, OSError) as error:
-        raise ModelError(f"{path} is not a loadable TorchScript archive ({str(error).splitlines()[0]}); save it with torch.jit.save") from None
+        if not _is_torchscript_archive(path.read_bytes()) and zipfile.is_zipfile(path):
+            raise ModelError(
+                f"{path} is a torch.save checkpoint, not a TorchScript archive; pass it as --model-checkpoint {path} "
+                "(or --model state-dict:FILE with --model-factory module:function)"
+            ) from None
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelError(f"{path} is not a loadable TorchScript archive ({first.split('. ')[0][:200]}); save it with torch.jit.save") from None
 
 
 def load_factory(factory: str | None) -> Callable[..., nn.Module]:
@@ -228,14 +237,28 @@ def check_source(spec: ModelSpec) -> None:
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     """Load a checkpoint without executing code: `weights_only=True` refuses pickled objects."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise ModelError(f"checkpoint {path} does not exist") from None
-    except Exception as error:  # noqa: BLE001 - torch raises many types for hostile or corrupt files
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    except OSError as error:
+        raise ModelError(f"cannot read checkpoint {path} ({error.strerror or error}); check the path and its permissions") from None
+    return load_state_dict_bytes(raw, path)
+
+
+def load_state_dict_bytes(raw: bytes, path: Path | str) -> dict[str, torch.Tensor]:
+    """`load_state_dict_file` on bytes already read (and hashed) by the caller: the bytes that are
+    hashed are exactly the bytes that are loaded, with no second read of a file that may have changed."""
+    if _is_torchscript_archive(raw):
         raise ModelError(
-            f"refusing to load {path}: not a plain state-dict checkpoint readable with weights_only=True ({first_line[:200]})"
-        ) from None
+            f"refusing to load {path} as a state dict: it is a TorchScript archive, which holds code and is loaded only "
+            f"from an explicit source; pass --model torchscript:{path} if you trust it, or save model.state_dict()"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's pickle-protocol warnings would print a second line
+            state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises many types for hostile or corrupt files
+        raise ModelError(_refusal(path, raw, error)) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -243,13 +266,67 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+_SAVE_HINT = "save the weights alone with torch.save(model.state_dict(), PATH)"
+_FORBIDDEN_GLOBAL = re.compile(r"GLOBAL (\S+) was not an allowed global")
+_SIZE_MISMATCH = re.compile(
+    r"size mismatch for (\S+): copying a param with shape torch\.Size\(\[([\d, ]*)\]\) from checkpoint, "
+    r"the shape in current model is torch\.Size\(\[([\d, ]*)\]\)"
+)
+
+
+def _describe_mismatch(text: str) -> str:
+    """torch's load_state_dict error, shortened to the first mismatch and a count of the rest."""
+    sizes = _SIZE_MISMATCH.findall(text)
+    if sizes:
+        name, theirs, ours = sizes[0]
+        others = len(sizes) - 1
+        more = f" (and {others} more tensor{'s' if others > 1 else ''})" if others else ""
+        return f"{name} has shape ({theirs}) in the checkpoint but ({ours}) in the model{more}"
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return " ".join(lines[1:3] or lines[:1])[:300]
+
+
+def _is_torchscript_archive(raw: bytes) -> bool:
+    """torch.save and torch.jit.save both write zip files; only TorchScript's holds `constants.pkl`
+    (the test torch.load itself applies before it refuses such a file under weights_only=True)."""
+    if not raw.startswith(b"PK"):
+        return False
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            return any(name.split("/", 1)[-1] == "constants.pkl" for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+
+
+def _refusal(path: Path | str, raw: bytes, error: Exception) -> str:
+    """One line for a checkpoint torch.load(weights_only=True) refused; never torch's own advice
+    to retry with weights_only=False, which is exactly what must not happen with an untrusted file."""
+    text = str(error)
+    forbidden = _FORBIDDEN_GLOBAL.search(text)
+    if forbidden:
+        return (
+            f"refusing to load {path}: unpickling it would call {forbidden.group(1)}, and checkpoints are loaded only with "
+            f"weights_only=True, which never runs pickled code; {_SAVE_HINT}"
+        )
+    if not raw:
+        detail = "the file is empty"
+    elif "WeightsUnpickler error:" in text:
+        detail = "WeightsUnpickler: " + text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
+    else:
+        first = text.strip().splitlines()[0] if text.strip() else ""
+        detail = f"{type(error).__name__}: {first}" if first else type(error).__name__
+    detail = "".join(c for c in detail if c.isprintable())[:160]
+    return f"refusing to load {path}: it is not a PyTorch checkpoint of plain tensors readable with weights_only=True ({detail}); {_SAVE_HINT}"
+
+
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        first_line = str(error).strip().splitlines()
-        detail = " ".join(line.strip() for line in first_line[:3])
-        raise ModelError(f"{where} does not fit the model architecture: {detail[:300]}") from None
+        raise ModelError(
+            f"{where} does not fit the model architecture: {_describe_mismatch(str(error))}; "
+            "pass a checkpoint of this model.source (and model.widths) trained on data of this shape and class count"
+        ) from None
     for name, tensor in model.state_dict().items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise ModelError(f"{where}: tensor {name!r} holds NaN or infinite values; the checkpoint is broken")

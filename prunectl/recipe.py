@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -205,11 +206,15 @@ def validate(recipe: Recipe) -> Recipe:
     _require(isinstance(recipe.seed, int) and recipe.seed >= 0, "seed", recipe.seed, "an integer >= 0")
     _require(recipe.device in DEVICES, "device", recipe.device, " | ".join(DEVICES))
     if recipe.name is not None:
+        # The name becomes a directory name and appears in messages, which must stay one line.
         _require(
-            bool(recipe.name) and "/" not in recipe.name and recipe.name not in (".", ".."),
+            bool(recipe.name)
+            and "/" not in recipe.name
+            and recipe.name not in (".", "..")
+            and not any(unicodedata.category(c) == "Cc" for c in recipe.name),
             "name",
             recipe.name,
-            "a non-empty name without '/'",
+            "a non-empty name without '/' or control characters (newline, tab, ...)",
         )
 
     data = recipe.data

@@ -1,5 +1,6 @@
 """Recipes resolve in one place (flag > env > file > default) and invalid values fail early."""
 
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,24 @@ def test_written_recipe_reads_back_identically(tmp_path):
     recipe = resolve(env={}, flags={"model.widths": (8, 4), "name": 'quo"te', "data.members": 50}).recipe
     (tmp_path / "r.toml").write_text(to_toml(recipe))
     assert resolve(config=tmp_path / "r.toml", env={}).recipe == recipe
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["two\nlines", "tab\there", 'quote " and back\\slash', "nul \x00, escape \x1b, delete \x7f, bell \x07", "crlf\r\n", "ünïcødé ✓"],
+)
+def test_strings_with_control_characters_round_trip_through_recipe_toml(tmp_path, text):
+    """recipe.toml is the run's identity: a path or factory with a newline must not make it invalid TOML."""
+    recipe = resolve(env={}, flags={"data.source": f"npz:{text}.npz", "model.factory": f"nets:{text}"}).recipe
+    written = to_toml(recipe)
+    assert not any(unicodedata.category(c) == "Cc" for c in written.replace("\n", "")), "only line breaks may be raw"
+    (tmp_path / "r.toml").write_text(written)
+    assert resolve(config=tmp_path / "r.toml", env={}).recipe == recipe
+
+
+def test_a_name_with_a_control_character_is_refused_because_it_names_the_run_directory():
+    with pytest.raises(RecipeError, match=r"name = 'a\\nb' is invalid; allowed: .*without '/' or control characters"):
+        resolve(env={}, flags={"name": "a\nb"})
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from prunectl.errors import RecipeError
+from prunectl.faults import FAULT_ENV
 from prunectl.recipe import SECTIONS, TOP_LEVEL, Recipe, validate
 
 ENV_PREFIX = "PRUNECTL_"
@@ -247,7 +248,7 @@ def resolve(
 
 
 # Environment variables that configure prunectl itself rather than a recipe field.
-NON_RECIPE_ENV = frozenset({"PRUNECTL_CACHE_DIR", "PRUNECTL_FAULT", CONFIG_ENV})
+NON_RECIPE_ENV = frozenset({"PRUNECTL_CACHE_DIR", FAULT_ENV, CONFIG_ENV})
 
 
 def _get(recipe: Recipe, dotted: str) -> Any:

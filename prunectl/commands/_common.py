@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import functools
 import json
 import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +26,7 @@ EXIT_GATE_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, the shell's convention
 
 err_console = Console(stderr=True, highlight=False)
 
@@ -58,6 +62,29 @@ def _write_crash_log() -> Path | None:
         return None
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that every `except Exception` lets it
+    through and the run stops at once, in the state a resume continues from."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While a command runs, SIGTERM (a cancelled CI job, `docker stop`) stops it like Ctrl-C
+    instead of killing it mid-write; the previous handler comes back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def handle_errors(resume_hint: Callable[..., str | None] | None = None) -> Callable[[F], F]:
     """Turn exceptions into DESIGN.md's exit codes with a one-line message and no traceback.
 
@@ -68,19 +95,21 @@ def handle_errors(resume_hint: Callable[..., str | None] | None = None) -> Calla
         @functools.wraps(command)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
-                return command(*args, **kwargs)
+                with _sigterm_as_interrupt():
+                    return command(*args, **kwargs)
             except typer.Exit:
                 raise
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as interrupt:
+                terminated = isinstance(interrupt, Terminated)
                 hint = resume_hint(**kwargs) if resume_hint else None
-                message = "interrupted"
+                message = "terminated (SIGTERM)" if terminated else "interrupted"
                 if hint:
                     message += f"; resume with: {hint}"
                 err_console.print(f"[yellow]{escape(message)}[/]", soft_wrap=True)
-                raise typer.Exit(EXIT_INTERRUPTED) from None
+                raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
             except _user_error_types() as error:
                 err_console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)
-                raise typer.Exit(EXIT_BAD_INPUT) from None
+                raise typer.Exit(getattr(error, "exit_code", EXIT_BAD_INPUT)) from None
             except Exception as error:  # noqa: BLE001 - the last line of defence: exit 3
                 log = _write_crash_log()
                 where = f"; details in {log}" if log else ""

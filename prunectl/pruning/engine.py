@@ -11,8 +11,6 @@ epoch counter and every random state (as tensors, so `weights_only=True` loads i
 from __future__ import annotations
 
 import copy
-import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -24,14 +22,12 @@ from torch import nn
 
 from prunectl.data import Dataset
 from prunectl.defenses.base import Defense
+from prunectl.faults import fault_point
 from prunectl.progress import Progress, SilentProgress
 from prunectl.pruning.masks import Masks, apply_masks, compute_masks, mask_gradients, prunable_weight_names
 from prunectl.pruning.schedule import SCHEDULES
 from prunectl.recipe import PruneSpec, TrainSpec
 from prunectl.training import OptimizerSettings, derive_seed, evaluate, make_generator, make_optimizer, train_epoch
-
-FAULT_ENV = "PRUNECTL_FAULT"
-
 
 @dataclass(frozen=True)
 class RoundRecord:
@@ -57,12 +53,6 @@ CheckpointSaver = Callable[[int, dict[str, Any]], None]
 
 def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _maybe_inject_fault(round_k: int) -> None:
-    """Test hook: `PRUNECTL_FAULT=kill-after-round:K` kills the process like a crash would."""
-    if os.environ.get(FAULT_ENV) == f"kill-after-round:{round_k}":
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def prune_iteratively(
@@ -147,6 +137,7 @@ def prune_iteratively(
                     if accuracy > best_accuracy:
                         best_state, best_accuracy, best_epoch = _state_copy(model), accuracy, epoch_in_round
                     epoch_bar.advance()
+                    fault_point(f"round-{round_k}-epoch-{epoch_in_round + 1}")
             assert best_state is not None
             model.load_state_dict(best_state)
             kept = sum(int(masks[n].sum()) for n in names)
@@ -176,7 +167,7 @@ def prune_iteratively(
                         "records": [asdict(r) for r in records],
                     },
                 )
-                _maybe_inject_fault(round_k)
+                fault_point(f"round-{round_k}")
             round_bar.advance()
     model.eval()
     return PruneOutcome(masks, tuple(records), tuple(names), first_round - 1)

@@ -125,26 +125,40 @@ def select_evaluation(members: np.ndarray, holdout: np.ndarray, labels: np.ndarr
     return EvaluationSet(chosen_members, chosen_nonmembers)
 
 
-def _check_disjoint(inputs: GateInputs) -> None:
-    for name, other in (("members", inputs.members), ("holdout", inputs.holdout)):
-        overlap = np.intersect1d(inputs.shadow_pool, other)
+def check_feasible(
+    *, labels: np.ndarray, num_classes: int, members: np.ndarray, holdout: np.ndarray, shadow_pool: np.ndarray, policy: GatePolicy
+) -> EvaluationSet:
+    """Everything `run_gate` refuses before any training, needing no model; returns the evaluation set.
+
+    A caller that trains the victim first (prunectl's `compress`) calls it before training, so
+    data too small for a meaningful gate costs nothing and leaves nothing behind.
+    """
+    check_policy(policy)
+    for name, other in (("members", members), ("holdout", holdout)):
+        overlap = np.intersect1d(shadow_pool, other)
         if len(overlap):
             raise GateInputError(f"{len(overlap)} samples are in both the shadow pool and {name}; the splits must be disjoint")
-    minimum = 4 * inputs.num_classes
-    if len(inputs.shadow_pool) < minimum:
+    minimum = 4 * num_classes
+    if len(shadow_pool) < minimum:
         raise GateInputError(
-            f"the shadow pool holds {len(inputs.shadow_pool)} samples; shadows need at least {minimum} "
+            f"the shadow pool holds {len(shadow_pool)} samples; shadows need at least {minimum} "
             f"(2 per class on each side): raise data.shadow_pool"
         )
+    return select_evaluation(members, holdout, np.asarray(labels, dtype=np.int64), policy)
 
 
 def run_gate(inputs: GateInputs, policy: GatePolicy, progress: Progress | None = None) -> GateResult:
     """Audit the pruned (and original) victim model; see the module docstring for failure modes."""
     progress = progress or SilentProgress()
-    check_policy(policy)
-    _check_disjoint(inputs)
     labels = np.asarray(inputs.labels, dtype=np.int64)
-    evaluation = select_evaluation(inputs.members, inputs.holdout, labels, policy)
+    evaluation = check_feasible(
+        labels=labels,
+        num_classes=inputs.num_classes,
+        members=inputs.members,
+        holdout=inputs.holdout,
+        shadow_pool=inputs.shadow_pool,
+        policy=policy,
+    )
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     run = _GateRun(inputs, policy, labels, evaluation, progress, seconds)

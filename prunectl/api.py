@@ -30,11 +30,20 @@ from prunectl.config import ResolvedRecipe, recipe_sha256, resolve, to_toml
 from prunectl.config import resolve as resolve_recipe
 from prunectl.data import Dataset, Splits, check_source, load_dataset, make_splits
 from prunectl.defenses.memscore import MemScores, cached_estimate, read_csv, write_csv
-from prunectl.errors import PrunectlError, RunDirError
+from prunectl.errors import IntegrityError, PrunectlError, RunDirError
+from prunectl.faults import fault_point
 from prunectl.gating import GATE_DIR, GateOutcome, audit, write_reports
 from prunectl.models import check_source as check_model_source
-from prunectl.models import load_state_dict_file, load_weights
-from prunectl.pipeline import BASE_CHECKPOINT, PipelineFunction, fresh_model, helper_trainers, pipeline_function, run_pipeline
+from prunectl.models import load_state_dict_bytes, load_state_dict_file, load_weights
+from prunectl.pipeline import (
+    BASE_CHECKPOINT,
+    PipelineFunction,
+    check_victim_model,
+    fresh_model,
+    helper_trainers,
+    pipeline_function,
+    run_pipeline,
+)
 from prunectl.progress import Progress, SilentProgress
 from prunectl.pruning.masks import check_sparsity, measure_sparsity
 from prunectl.recipe import ExportSpec, GateSpec, Recipe, validate
@@ -60,6 +69,8 @@ __all__ = [
     "prune",
     "resolve_recipe",
     "RunResult",
+    "verify",
+    "VerifyResult",
 ]
 
 SPLITS_FILE = "splits.json"
@@ -104,6 +115,8 @@ class LoadedRun:
     splits: Splits
     base_model: nn.Module
     pruned_model: nn.Module
+    checkpoints_sha256: dict[str, str] = field(default_factory=dict)
+    """SHA-256 of the exact bytes the two models were loaded from, by file name."""
 
 
 def file_sha256(path: Path) -> str:
@@ -130,7 +143,7 @@ def _versions() -> dict[str, str]:
 
 
 def _check_resumable(run: RunDirectory, recipe: Recipe) -> None:
-    stored = resolve(config=run.file(RECIPE), env={}).recipe
+    stored = stored_recipe(run.path)
     if stored != recipe:
         ours, theirs = _flat(recipe.to_dict()), _flat(stored.to_dict())
         different = [k for k in ours if ours[k] != theirs.get(k)]
@@ -152,7 +165,11 @@ def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def stored_recipe(run_dir: Path) -> Recipe:
     """The resolved recipe a run was started with."""
-    return resolve(config=RunDirectory.open_existing(run_dir).file(RECIPE), env={}).recipe
+    run = RunDirectory.open_existing(Path(run_dir))
+    try:
+        return resolve(config=run.file(RECIPE), env={}).recipe
+    except PrunectlError as error:
+        raise RunDirError(f"{run.file(RECIPE)} is damaged ({error}); prune the run again with --overwrite") from None
 
 
 def prune(
@@ -174,12 +191,7 @@ def prune(
     """
     progress = progress or SilentProgress()
     started = time.perf_counter()
-    check_source(recipe.data)
-    check_model_source(recipe.model)
-    resolve_device(recipe.device)
-    data = load_dataset(recipe.data)
-    splits = make_splits(data.y, recipe.data, recipe.seed)
-    _check_memscore_file(recipe, splits)
+    data, splits = preflight(recipe)
     path = Path(out) if out is not None else Path("runs") / recipe.run_name
     run = RunDirectory.prepare(path, overwrite=overwrite, resume=resume)
     if resume:
@@ -240,6 +252,20 @@ def prune(
     return result
 
 
+def preflight(recipe: Recipe) -> tuple[Dataset, Splits]:
+    """Every check of a recipe's inputs that needs no training, before anything is written:
+    sources and paths, the device, the data itself, the splits, a memorization-score file, and
+    the victim's model built (and its checkpoint loaded) on this data. Returns the data and splits."""
+    check_source(recipe.data)
+    check_model_source(recipe.model)
+    resolve_device(recipe.device)
+    data = load_dataset(recipe.data)
+    splits = make_splits(data.y, recipe.data, recipe.seed)
+    _check_memscore_file(recipe, splits)
+    check_victim_model(recipe, data)
+    return data, splits
+
+
 def _check_memscore_file(recipe: Recipe, splits: Splits) -> None:
     """A given memorization-score file must cover every member: refused before any work."""
     if recipe.defense.name == "wemem" and recipe.defense.memscores:
@@ -289,8 +315,9 @@ class ExportResult:
         return asdict(self)
 
 
-def export_metadata(loaded: LoadedRun, privacy_gate: str | None = None) -> Any:
-    """Class names and preprocessing, so a device can use the ONNX file alone."""
+def export_metadata(loaded: LoadedRun, privacy_gate: str | None = None, source_sha256: str | None = None) -> Any:
+    """Class names and preprocessing, so a device can use the ONNX file alone; the verdict and
+    the source checkpoint's hash, so the file itself says which audited model it is."""
     from exporters import ExportMetadata
 
     pre = loaded.data.preprocessing
@@ -304,6 +331,8 @@ def export_metadata(loaded: LoadedRun, privacy_gate: str | None = None) -> Any:
     }
     if privacy_gate is not None:
         extra["privacy_gate"] = privacy_gate
+    if source_sha256 is not None:
+        extra["pruned_sha256"] = source_sha256
     return ExportMetadata(class_names=loaded.data.classes, mean=tuple(pre["mean"]), std=tuple(pre["std"]), extra=extra)
 
 
@@ -315,6 +344,7 @@ def export(
     progress: Progress | None = None,
     privacy_gate: str | None = None,
     record_as: str = "export",
+    audited_sha256: str | None = None,
 ) -> ExportResult:
     """Export a finished run's pruned model to `export/model.onnx` (+ `.xz`), checked for parity.
 
@@ -322,17 +352,26 @@ def export(
     inputs. The unpruned base model goes to `export/baseline/model.onnx` with dense storage:
     the baseline for `prunectl bench --against`. The manifest records both files' hashes under
     `record_as`. `privacy_gate` (the verdict, when the caller gated the run) is stored in the
-    ONNX metadata, so the file itself says whether it passed.
+    ONNX metadata, so the file itself says whether it passed; so is the SHA-256 of the
+    `pruned.pt` it was exported from (`x.pruned_sha256`), which `prunectl verify` matches
+    against the checkpoint the gate audited. With `audited_sha256` (the gate's), a `pruned.pt`
+    that changed since the audit is refused (`IntegrityError`) and nothing is exported.
     """
     from exporters import export_model
 
     progress = progress or SilentProgress()
     loaded = load_run(run_dir)
+    source_sha256 = loaded.checkpoints_sha256[PRUNED_CHECKPOINT]
+    if audited_sha256 is not None and source_sha256 != audited_sha256:
+        raise IntegrityError(
+            f"{loaded.path / PRUNED_CHECKPOINT} changed after the gate audited it (sha256 {source_sha256[:12]}…, audited "
+            f"{audited_sha256[:12]}…); nothing was exported: gate the run again"
+        )
     settings = settings or loaded.recipe.export
     export_dir = Path(out) if out is not None else loaded.path / EXPORT_DIR
     holdout = torch.as_tensor(loaded.splits.holdout)
     inputs, labels = loaded.data.x[holdout], loaded.data.y[holdout]
-    metadata = export_metadata(loaded, privacy_gate)
+    metadata = export_metadata(loaded, privacy_gate, source_sha256)
     common = dict(
         parity_inputs=inputs,
         parity_labels=labels,
@@ -349,6 +388,7 @@ def export(
             loaded.pruned_model, inputs[:1], staging, metadata=metadata, sparse=settings.sparse, quantize=settings.quantize, **common
         )
         bar.advance()
+        fault_point("export")
         export_model(loaded.base_model, inputs[:1], staging / BASELINE_DIR, metadata=metadata, sparse="dense", **common)
         bar.advance()
     report_dict = _relocate(report.to_dict(), staging, export_dir)
@@ -359,13 +399,22 @@ def export(
         loaded.path,
         record_as,
         {
-            "dir": str(export_dir),
+            "dir": _relative_to_run(export_dir, loaded.path),
+            "source_checkpoint_sha256": source_sha256,
             "files": {str(p.relative_to(export_dir)): file_sha256(p) for p in _export_files(export_dir)},
             "sizes": report_dict["sizes"],
             "parity": report_dict["parity"],
         },
     )
     return result
+
+
+def _relative_to_run(path: Path, run_dir: Path) -> str:
+    """A path inside the run directory as relative to it (the record survives moving the run), others absolute."""
+    try:
+        return str(path.resolve().relative_to(run_dir.resolve()))
+    except ValueError:
+        return str(path.resolve())
 
 
 def _relocate(report: dict[str, Any], staging: Path, final: Path) -> dict[str, Any]:
@@ -377,6 +426,14 @@ def _relocate(report: dict[str, Any], staging: Path, final: Path) -> dict[str, A
 
 def _export_files(export_dir: Path) -> list[Path]:
     return sorted(p for p in export_dir.rglob("*") if p.is_file() and p.suffix in (".onnx", ".xz"))
+
+
+def forget_in_manifest(run_dir: Path, sections: tuple[str, ...]) -> None:
+    """Remove sections of a finished run's manifest (atomically); absent ones are fine."""
+    path = run_dir / MANIFEST
+    manifest = json.loads(path.read_text())
+    if any(section in manifest for section in sections):
+        atomic_write_json(path, {k: v for k, v in manifest.items() if k not in sections})
 
 
 def record_in_manifest(run_dir: Path, section: str, payload: dict[str, Any]) -> None:
@@ -396,12 +453,17 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     recipe = stored_recipe(path)
     data = load_dataset(recipe.data)
     splits = Splits.from_dict(json.loads(run.file(SPLITS_FILE).read_text()))
-    models = []
+    models, hashes = [], {}
     for name in (BASE_CHECKPOINT, PRUNED_CHECKPOINT):
+        try:
+            raw = run.file(name).read_bytes()
+        except OSError as error:
+            raise RunDirError(f"cannot read {run.file(name)} ({error.strerror or error}); the run is incomplete: prune it again") from None
+        hashes[name] = hashlib.sha256(raw).hexdigest()
         model = fresh_model(recipe, data, recipe.seed)
-        load_weights(model, load_state_dict_file(run.file(name)), str(run.file(name)))
+        load_weights(model, load_state_dict_bytes(raw, run.file(name)), str(run.file(name)))
         models.append(model.eval())
-    return LoadedRun(path, recipe, data, splits, models[0], models[1])
+    return LoadedRun(path, recipe, data, splits, models[0], models[1], hashes)
 
 
 def gate(
@@ -421,8 +483,10 @@ def gate(
     Shadows reuse base models and memorization scores from `cache_dir` (default: the user cache).
     """
     loaded = load_run(run_dir)
-    run = RunDirectory.open_existing(loaded.path)
-    audited = {name: file_sha256(run.file(name)) for name in (BASE_CHECKPOINT, PRUNED_CHECKPOINT)}
+    audited = loaded.checkpoints_sha256
+    # A new audit supersedes the last verdict at once: a gate that crashes, is killed or is
+    # interrupted must not leave an earlier pass on record for these checkpoints.
+    forget_in_manifest(loaded.path, ("gate",))
     result = audit(loaded, settings, progress, resolve_cache_dir(cache_dir))
     context = {"versions": _versions(), "run_dir": str(loaded.path), "checkpoints_sha256": audited}
     gate_dir = loaded.path / GATE_DIR
@@ -445,7 +509,7 @@ def gate(
             "reports_sha256": {name: file_sha256(path) for name, path in reports.items()},
         },
     )
-    return GateOutcome(str(loaded.path), str(gate_dir), result)
+    return GateOutcome(str(loaded.path), str(gate_dir), result, dict(audited))
 
 
 def reusable_run(out: Path, recipe: Recipe) -> bool:
@@ -534,3 +598,4 @@ def memscore(
 
 # `compress` composes the functions above, so it lives in its own module and is re-exported here.
 from prunectl.release import RunResult, compress  # noqa: E402
+from prunectl.verify import VerifyResult, verify  # noqa: E402

@@ -24,6 +24,7 @@ from prunectl.commands.gate import gate
 from prunectl.commands.init import init
 from prunectl.commands.memscore import memscore
 from prunectl.commands.prune import prune
+from prunectl.commands.verify import verify
 
 class _OneLineUsageErrors(TyperGroup):
     """Usage errors (an unknown flag, `--rounds abc`, an out-of-range value) in the one-line form
@@ -77,8 +78,9 @@ def _root(
     """Prune a classifier, gate its release on a membership-inference audit, ship sparse ONNX."""
 
 
-# In the order a user meets them: the release step, its config file, then each stage on its own.
+# In the order a user meets them: the release step and its proof, its config file, then each stage on its own.
 app.command("compress")(compress)
+app.command("verify")(verify)
 app.command("init")(init)
 app.command("prune")(prune)
 app.command("gate")(gate)

@@ -8,14 +8,14 @@ path) and writes what it returns into `runs/<name>/gate/`.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gates.errors import GateInputError
-from gates.gate import GateInputs, GatePolicy, run_gate
+from gates.gate import GateInputs, GatePolicy, check_feasible, run_gate
 from gates.report import render_all
 from gates.result import GateResult
 from prunectl.config import recipe_sha256
@@ -43,13 +43,15 @@ class GateOutcome:
     run_dir: str
     gate_dir: str
     result: GateResult
+    checkpoints_sha256: dict[str, str] = field(default_factory=dict)
+    """SHA-256 of the checkpoint bytes the gate audited, by file name (`base.pt`, `pruned.pt`)."""
 
     @property
     def passed(self) -> bool:
         return self.result.passed
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run_dir": self.run_dir, "gate_dir": self.gate_dir, **self.result.to_dict()}
+        return {"run_dir": self.run_dir, "gate_dir": self.gate_dir, "checkpoints_sha256": self.checkpoints_sha256, **self.result.to_dict()}
 
 
 def gate_policy(recipe: Recipe, settings: GateSpec | None = None) -> GatePolicy:
@@ -98,6 +100,22 @@ def gate_inputs(loaded: Any, cache_dir: Path | None = None) -> GateInputs:
             "victim_training": f"the victim's recipe with {defense_label(recipe.defense)}",
         },
     )
+
+
+def check_gate_feasible(recipe: Recipe, data: Any, splits: Any, settings: GateSpec | None = None) -> None:
+    """Refuse data too small for a meaningful gate before anything trains (`compress` calls it
+    before pruning, so the refusal costs nothing and leaves no run behind)."""
+    try:
+        check_feasible(
+            labels=data.y.numpy(),
+            num_classes=data.num_classes,
+            members=splits.members,
+            holdout=splits.holdout,
+            shadow_pool=splits.shadow_pool,
+            policy=gate_policy(recipe, settings),
+        )
+    except GateInputError as error:
+        raise GateDataError(str(error)) from None
 
 
 def audit(loaded: Any, settings: GateSpec | None = None, progress: Progress | None = None, cache_dir: Path | None = None) -> GateResult:

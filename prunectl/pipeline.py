@@ -55,6 +55,15 @@ def fresh_model(recipe: Recipe, data: Dataset, seed: int) -> nn.Module:
     return build_model(recipe.model, data_shape(data), load_weights_from_spec=False)
 
 
+def check_victim_model(recipe: Recipe, data: Dataset) -> None:
+    """Build the victim's base model once, loading its checkpoint, before any file is written:
+    a model that does not fit the data, or a checkpoint that is hostile, broken or of another
+    architecture, is refused (a `ModelError`) without leaving a run directory behind."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(recipe.seed, "init"))
+        build_model(recipe.model, data_shape(data), load_weights_from_spec=has_base_weights(recipe.model))
+
+
 def clone_model(model: nn.Module, recipe: Recipe, data: Dataset, seed: int) -> nn.Module:
     """An independent copy: rebuilt and loaded, because deep-copying TorchScript modules breaks autograd."""
     clone = fresh_model(recipe, data, seed)

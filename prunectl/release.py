@@ -22,7 +22,7 @@ from prunectl import api
 from prunectl.config import recipe_sha256
 from prunectl.defenses import defense_label
 from prunectl.errors import RunDirError
-from prunectl.gating import GateOutcome
+from prunectl.gating import GateOutcome, check_gate_feasible
 from prunectl.progress import Progress, SilentProgress
 from prunectl.recipe import ExportSpec, Recipe
 from prunectl.run import MANIFEST, atomic_write_json, atomic_write_text
@@ -133,6 +133,9 @@ def compress(
     path = Path(out) if out is not None else Path("runs") / recipe.run_name
     seconds: dict[str, float] = {}
 
+    data, splits = api.preflight(recipe)
+    check_gate_feasible(recipe, data, splits)  # data too small for a meaningful gate: refused before training
+
     clock = time.perf_counter()
     pruned = _prune_stage(recipe, path, overwrite=overwrite, resume=resume, progress=progress, origins=origins, cache_dir=cache_dir)
     seconds["prune"] = time.perf_counter() - clock
@@ -146,8 +149,14 @@ def compress(
     artifact = latency = None
     clock = time.perf_counter()
     if gate.passed:
-        _forget_in_manifest(path, ("quarantine",))  # the export below replaces export/ whole, quarantine included
-        exported = api.export(path, settings=recipe.export, progress=progress, privacy_gate=f"passed: {gate.reason}")
+        api.forget_in_manifest(path, ("quarantine",))  # the export below replaces export/ whole, quarantine included
+        exported = api.export(
+            path,
+            settings=recipe.export,
+            progress=progress,
+            privacy_gate=f"passed: {gate.reason}",
+            audited_sha256=outcome.checkpoints_sha256[api.PRUNED_CHECKPOINT],
+        )
         artifact = _artifact_headline(exported, quarantined=False)
         seconds["export"] = time.perf_counter() - clock
         clock = time.perf_counter()
@@ -156,7 +165,7 @@ def compress(
     else:
         # No release artifact may survive a failed gate, not even one from an earlier attempt.
         shutil.rmtree(export_dir, ignore_errors=True)
-        _forget_in_manifest(path, ("export", "bench", "quarantine"))
+        api.forget_in_manifest(path, ("export", "bench", "quarantine"))
         if export_on_fail:
             quarantine = export_dir / QUARANTINE_DIR
             exported = api.export(
@@ -289,12 +298,6 @@ def _quarantine_note(gate: GateHeadline) -> str:
         "It was exported only because --export-on-fail was given, to debug the failure.\n"
         f"The gate's evidence is in {gate.report_dir}/summary.md and report.json.\n"
     )
-
-
-def _forget_in_manifest(path: Path, sections: tuple[str, ...]) -> None:
-    manifest = json.loads((path / MANIFEST).read_text())
-    if any(section in manifest for section in sections):
-        atomic_write_json(path / MANIFEST, {k: v for k, v in manifest.items() if k not in sections})
 
 
 def _record_release(path: Path, result: RunResult) -> None:

@@ -60,6 +60,28 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_recipe: Recipe):
     return result, out
 
 
+RELEASE_GATE = {"gate__shadows": 2, "gate__bootstrap": 200, "gate__max_advantage": 0.5}
+"""A gate cheap enough for tests, and loose enough that the tiny recipe passes it at seed 0."""
+
+
+def make_release_recipe(**changes: object) -> Recipe:
+    """The tiny recipe with `RELEASE_GATE`: `compress` passes it and exports in under a minute."""
+    return make_tiny_recipe(**{**RELEASE_GATE, **changes})
+
+
+@pytest.fixture(scope="session")
+def released_run(tmp_path_factory: pytest.TempPathFactory):
+    """A finished, passing `compress` of `make_release_recipe()` (API, cold cache): (RunResult, run directory).
+
+    Read-only: tests that change it work on a copy."""
+    from prunectl.api import compress
+
+    root = tmp_path_factory.mktemp("released")
+    result = compress(make_release_recipe(), out=root / "release", cache_dir=root / "cache", bench_runs=20)
+    assert result.released, result.gate.reason
+    return result, root / "release"
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No PRUNECTL_* variable from the developer's shell leaks into a test; crash logs stay local."""

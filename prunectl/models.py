@@ -20,6 +20,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -248,6 +249,18 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
 def load_state_dict_bytes(raw: bytes, path: Path | str) -> dict[str, torch.Tensor]:
     """`load_state_dict_file` on bytes already read (and hashed) by the caller: the bytes that are
     hashed are exactly the bytes that are loaded, with no second read of a file that may have changed."""
+    state = load_tensors_only(raw, path)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"{path} is not a state dict (a mapping of names to tensors); save model.state_dict()")
+    return state
+
+
+def load_tensors_only(raw: bytes, path: Path | str) -> Any:
+    """The one way prunectl unpickles anything: `torch.load(weights_only=True)` on bytes that are
+    not a TorchScript archive (which holds code). Tensors and plain containers come back; a file
+    that would run code, or is corrupt, is a one-line `ModelError`."""
     if _is_torchscript_archive(raw):
         raise ModelError(
             f"refusing to load {path} as a state dict: it is a TorchScript archive, which holds code and is loaded only "
@@ -256,14 +269,9 @@ def load_state_dict_bytes(raw: bytes, path: Path | str) -> dict[str, torch.Tenso
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's pickle-protocol warnings would print a second line
-            state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+            return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many types for hostile or corrupt files
         raise ModelError(_refusal(path, raw, error)) from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelError(f"{path} is not a state dict (a mapping of names to tensors); save model.state_dict()")
-    return state
 
 
 _SAVE_HINT = "save the weights alone with torch.save(model.state_dict(), PATH)"

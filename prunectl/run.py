@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from exporters.atomic import atomic_write_bytes
-from prunectl.errors import RunDirError
+from prunectl.errors import ModelError, RunDirError
+from prunectl.models import load_tensors_only
 
 MANIFEST = "manifest.json"
 RECIPE = "recipe.toml"
@@ -118,6 +119,6 @@ class RunDirectory:
             return None
         path = rounds[-1][1]
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - a corrupt checkpoint is the user's to remove
-            raise RunDirError(f"checkpoint {path} is unreadable ({error}); delete it to resume from the round before") from None
+            return load_tensors_only(path.read_bytes(), path)
+        except (ModelError, OSError) as error:
+            raise RunDirError(f"{error}; delete {path.name} to resume from the round before") from None

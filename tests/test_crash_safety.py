@@ -103,6 +103,31 @@ def test_a_signal_stops_the_run_at_once_says_how_to_resume_and_the_resume_is_exa
     assert all(torch.equal(straight[k], recovered[k]) for k in straight)
 
 
+class _Exploit:
+    """Unpickling this creates a file: what a poisoned checkpoint would do."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def test_a_poisoned_round_checkpoint_is_refused_on_resume_and_never_executed(config, tmp_path):
+    """Someone swapped the last round's checkpoint of a killed run for a hostile pickle."""
+    out = tmp_path / "run"
+    assert _prunectl(["prune", "--config", str(config), "--out", str(out)], fault="kill@round-2").returncode == -signal.SIGKILL
+    marker = tmp_path / "pwned"
+    torch.save({"model": _Exploit(str(marker))}, out / "checkpoints" / "round-2.pt")
+    refused = _prunectl(["prune", "--resume", str(out)])
+    assert refused.returncode == 2, refused.stderr
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "round-2.pt" in lines[0] and "weights_only=True" in lines[0] and "delete round-2.pt" in lines[0]
+    assert "weights_only=False" not in refused.stderr
+    assert not marker.exists()
+    assert not (out / "manifest.json").exists()
+
+
 def stderr_tail(done: subprocess.CompletedProcess) -> str:
     return "\n".join(done.stderr.strip().splitlines()[-5:])
 

@@ -58,6 +58,7 @@ def test_the_shell_ci_step_releases_a_passing_model_and_publishes_its_reports(tm
     assert (tmp_path / "runs/reports/junit.xml").is_file() and (tmp_path / "runs/reports/summary.md").is_file()
     assert "PASSED" in summary.read_text()
     assert "release-gate: PASSED" in done.stderr
+    assert "verified:" in done.stderr, "a passing release is verified before it is announced"
 
 
 @pytest.mark.slow
@@ -85,3 +86,7 @@ def test_the_github_workflow_uses_only_flags_compress_accepts_and_publishes_both
         assert flag in help_text, flag
     assert "junit.xml" in workflow and "summary.md" in workflow and "GITHUB_STEP_SUMMARY" in workflow
     assert workflow.count("if: always()") >= 3, "reports are published when the gate fails too"
+    verify = next(line for line in workflow.splitlines() if "prunectl verify" in line)
+    verify_help = CliRunner().invoke(app, ["verify", "--help"], env={"COLUMNS": "200"}).output
+    for flag in re.findall(r"--[a-z-]+", verify):
+        assert flag in verify_help, flag

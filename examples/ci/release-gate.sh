@@ -4,10 +4,13 @@
 #   examples/ci/release-gate.sh [CONFIG] [RUN_DIR]      # defaults: prunectl.toml, runs/release
 #
 # It runs `prunectl compress`, publishes the gate's JUnit and Markdown reports whatever the
-# verdict (a failure's evidence matters most), and exits with compress's own code:
-#   0 passed: RUN_DIR/export/model.onnx is the release artifact
-#   1 the gate failed or could not establish the leak is under the threshold: no artifact
+# verdict (a failure's evidence matters most), and on a pass runs `prunectl verify` (every hash
+# recomputed; the ONNX must be the model the gate audited). It exits with compress's own code:
+#   0 passed and verified: RUN_DIR/export/model.onnx is the release artifact
+#   1 the gate failed or could not establish the leak is under the threshold (no artifact),
+#     or the artifact did not verify
 #   2 bad input (the message names it)      3 a bug in prunectl      130 interrupted
+#   143 terminated (SIGTERM, e.g. a cancelled job): rerun with --resume in place of --overwrite
 #
 # Environment: PRUNECTL (the executable, default `prunectl`), REPORTS_DIR (where the reports
 # are copied, default RUN_DIR/../reports), GITHUB_STEP_SUMMARY (set by GitHub Actions: the
@@ -29,6 +32,9 @@ fi
 
 "$prunectl" "${arguments[@]}"
 status=$?
+if [ "$status" = 0 ]; then
+  "$prunectl" verify "$run_dir" || status=1
+fi
 
 if [ -f "$run_dir/gate/summary.md" ]; then
   mkdir -p "$reports"
@@ -41,7 +47,7 @@ fi
 
 case "$status" in
   0) echo "release-gate: PASSED; ship $run_dir/export/model.onnx.xz (hashes in $run_dir/manifest.json)" >&2 ;;
-  1) echo "release-gate: BLOCKED by the privacy gate; see $run_dir/gate/summary.md" >&2 ;;
+  1) echo "release-gate: BLOCKED by the privacy gate (or the artifact did not verify); see $run_dir/gate/summary.md" >&2 ;;
   *) echo "release-gate: prunectl exited $status; see its message above" >&2 ;;
 esac
 exit "$status"

@@ -66,11 +66,16 @@ def test_the_gate_report_is_identical_but_for_timings_and_paths(released_run, re
 
 def test_the_manifest_records_the_same_hashes_and_figures(released_run, rerun):
     manifests = [json.loads((run / "manifest.json").read_text()) for _, run in (released_run, rerun)]
-    for section in ("splits", "metrics", "recipe_sha256", "gate"):
-        assert _without_timings_and_paths(manifests[0][section]) == _without_timings_and_paths(manifests[1][section]), section
-    # prune.json holds the run's timings and directory, so its hash may differ; no other file's may
+    for section in ("splits", "metrics", "recipe_sha256"):
+        assert manifests[0][section] == manifests[1][section], section
+    # prune.json and gate/report.json hold timings and the run directory, so their hashes may
+    # differ; no other file's may.
     files = [{k: v for k, v in m["files"].items() if k != "prune.json"} for m in manifests]
     assert files[0] == files[1] and len(files[0]) == len(manifests[0]["files"]) - 1
+    gates = [{k: v for k, v in m["gate"].items() if k != "reports_sha256"} for m in manifests]
+    assert gates[0] == gates[1]
+    reports = [{k: v for k, v in m["gate"]["reports_sha256"].items() if k != "report.json"} for m in manifests]
+    assert reports[0] == reports[1] and len(reports[0]) == 3
     assert manifests[0]["export"]["files"] == manifests[1]["export"]["files"]
 
 

@@ -79,36 +79,31 @@ def _the_victim_emits_nan(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(prunectl.api, "load_run", load_run)
 
 
-def _an_attack_crashes(monkeypatch: pytest.MonkeyPatch) -> None:
+def _patch_attack(monkeypatch: pytest.MonkeyPatch, name: str, **methods: Callable[..., object]) -> None:
+    """Every attack named `name` that the gate makes gets `methods` in place of its own."""
     import gates.gate
 
     real = gates.gate.make_attack
 
-    def make_attack(name, config=None):
-        attack = real(name, config)
-        if name == "loss":
-
-            def fit(*args, **kwargs):
-                raise RuntimeError("CUDA error: an illegal memory access was encountered")
-
-            attack.fit = fit
+    def make_attack(attack_name, config=None):
+        attack = real(attack_name, config)
+        if attack_name == name:
+            for method, replacement in methods.items():
+                setattr(attack, method, replacement)
         return attack
 
     monkeypatch.setattr(gates.gate, "make_attack", make_attack)
+
+
+def _an_attack_crashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fit(*args, **kwargs):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    _patch_attack(monkeypatch, "loss", fit=fit)
 
 
 def _an_attack_scores_nan(monkeypatch: pytest.MonkeyPatch) -> None:
-    import gates.gate
-
-    real = gates.gate.make_attack
-
-    def make_attack(name, config=None):
-        attack = real(name, config)
-        if name == "confidence":
-            attack.score = lambda features: np.full(len(features), np.nan)
-        return attack
-
-    monkeypatch.setattr(gates.gate, "make_attack", make_attack)
+    _patch_attack(monkeypatch, "confidence", score=lambda features: np.full(len(features), np.nan))
 
 
 SABOTAGE: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], str]] = {

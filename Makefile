@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv clean bench bench-privacy bench-compress
+.PHONY: demo test venv clean bench bench-privacy bench-compress bench-memory
 
 venv: $(STAMP)
 
@@ -38,6 +38,10 @@ bench-privacy: $(STAMP)
 	$(BIN)/python benchmarks/gate.py
 	$(BIN)/python benchmarks/defenses.py
 	$(BIN)/python benchmarks/memscore_k.py
+
+# Peak RSS of compress on Fashion-MNIST at evaluation size N and 2N per side (issue #7): 15-30 minutes on 2 cores.
+bench-memory: $(STAMP)
+	$(BIN)/python benchmarks/memory.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

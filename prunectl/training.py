@@ -178,21 +178,43 @@ def train_epoch(
     return total / max(count, 1)
 
 
+EVAL_CHUNK = 1024
+"""Samples per forward pass when predicting: memory stays flat however many samples are evaluated."""
+
+
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, *, device: torch.device | None = None, chunk: int = 1024) -> torch.Tensor:
-    """Logits in bounded-size chunks (memory stays flat however large `x` is)."""
+def predict_logits(model: nn.Module, x: torch.Tensor, *, device: torch.device | None = None, chunk: int = EVAL_CHUNK) -> torch.Tensor:
+    """Logits of inputs already in memory, `chunk` rows per forward pass."""
+    return _chunked_logits(model, (x[i : i + chunk] for i in range(0, x.shape[0], chunk)), device)
+
+
+@torch.no_grad()
+def predict_logits_at(
+    model: nn.Module, data: Dataset, indices: np.ndarray | Sequence[int], *, device: torch.device | None = None, chunk: int = EVAL_CHUNK
+) -> torch.Tensor:
+    """Logits of `data.x[indices]`, gathering one chunk of inputs at a time.
+
+    Only (n, classes) logits grow with the number of samples; gathering every input first
+    would hold n copies of an input (31 MB per 10,000 28×28 images, 6 GB at 224×224×3).
+    """
+    index = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+    return _chunked_logits(model, (data.x[index[i : i + chunk]] for i in range(0, index.numel(), chunk)), device)
+
+
+def _chunked_logits(model: nn.Module, chunks: Iterator[torch.Tensor], device: torch.device | None) -> torch.Tensor:
     model.eval()
     device = device or torch.device("cpu")
-    outputs = [model(x[i : i + chunk].to(device)).float().cpu() for i in range(0, x.shape[0], chunk)]
+    outputs = [model(x.to(device)).float().cpu() for x in chunks]
     return torch.cat(outputs) if outputs else torch.empty(0)
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Dataset, indices: np.ndarray, *, device: torch.device | None = None) -> Evaluation:
+    """Accuracy and mean cross-entropy on `indices`, in chunks (see `predict_logits_at`)."""
     index = torch.as_tensor(np.asarray(indices, dtype=np.int64))
     if index.numel() == 0:
         return Evaluation(float("nan"), float("nan"), 0)
-    logits = predict_logits(model, data.x[index], device=device)
+    logits = predict_logits_at(model, data, index, device=device)
     labels = data.y[index]
     loss = F.cross_entropy(logits, labels).item()
     accuracy = (logits.argmax(dim=1) == labels).float().mean().item()

@@ -36,7 +36,7 @@ from prunectl.errors import PrunectlError
 from prunectl.progress import Progress, SilentProgress
 from prunectl.recipe import Recipe
 from prunectl.run import atomic_write_bytes, atomic_write_text
-from prunectl.training import derive_seed, predict_logits
+from prunectl.training import derive_seed, predict_logits_at
 
 CACHE_KIND = "memscores"
 CSV_HEADER = ("index", "score")
@@ -134,7 +134,6 @@ def train_helpers(
     progress = progress or SilentProgress()
     members = np.sort(np.asarray(members, dtype=np.int64))
     labels = data.y[torch.as_tensor(members)]
-    inputs = data.x[torch.as_tensor(members)]
     rng = np.random.default_rng(derive_seed(seed, "memscore-halves"))
     correct = np.zeros((models, len(members)), dtype=bool)
     included = np.zeros((models, len(members)), dtype=bool)
@@ -145,7 +144,7 @@ def train_helpers(
                 row = 2 * pair + side
                 model = build_model(derive_seed(seed, "memscore-init", pair, side))
                 fit(model, members[chosen], derive_seed(seed, "memscore-fit", pair, side))
-                predictions = predict_logits(model, inputs, device=device).argmax(dim=1)
+                predictions = predict_logits_at(model, data, members, device=device).argmax(dim=1)
                 correct[row] = (predictions == labels).numpy()
                 included[row, chosen] = True
                 bar.advance()

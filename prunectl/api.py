@@ -32,7 +32,7 @@ from prunectl.data import Dataset, Splits, check_source, load_dataset, make_spli
 from prunectl.defenses.memscore import MemScores, cached_estimate, read_csv, write_csv
 from prunectl.errors import IntegrityError, PrunectlError, RunDirError
 from prunectl.faults import fault_point
-from prunectl.gating import GATE_DIR, GateOutcome, audit, write_reports
+from prunectl.gating import GATE_DIR, GateOutcome, audit, check_gate_feasible, write_reports
 from prunectl.models import check_source as check_model_source
 from prunectl.models import load_state_dict_bytes, load_state_dict_file, load_weights
 from prunectl.pipeline import (
@@ -181,8 +181,12 @@ def prune(
     progress: Progress | None = None,
     origins: dict[str, str] | None = None,
     cache_dir: str | Path | None = None,
+    gate_settings: GateSpec | None = None,
 ) -> PruneResult:
     """Train (or load) the base model and prune it iteratively into a run directory.
+
+    With `gate_settings` (what `compress` passes), data too small for a meaningful gate with
+    those settings is refused too, before anything is written or trained.
 
     With `resume=True`, `out` must hold an unfinished run started with the same recipe; it
     continues from the last finished round and reaches the same weights as an uninterrupted run.
@@ -191,7 +195,9 @@ def prune(
     """
     progress = progress or SilentProgress()
     started = time.perf_counter()
-    data, splits = preflight(recipe)
+    data, splits = _preflight(recipe)
+    if gate_settings is not None:
+        check_gate_feasible(recipe, data, splits, gate_settings)
     path = Path(out) if out is not None else Path("runs") / recipe.run_name
     run = RunDirectory.prepare(path, overwrite=overwrite, resume=resume)
     if resume:
@@ -252,7 +258,7 @@ def prune(
     return result
 
 
-def preflight(recipe: Recipe) -> tuple[Dataset, Splits]:
+def _preflight(recipe: Recipe) -> tuple[Dataset, Splits]:
     """Every check of a recipe's inputs that needs no training, before anything is written:
     sources and paths, the device, the data itself, the splits, a memorization-score file, and
     the victim's model built (and its checkpoint loaded) on this data. Returns the data and splits."""

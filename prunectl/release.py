@@ -22,7 +22,7 @@ from prunectl import api
 from prunectl.config import recipe_sha256
 from prunectl.defenses import defense_label
 from prunectl.errors import RunDirError
-from prunectl.gating import GateOutcome, check_gate_feasible
+from prunectl.gating import GateOutcome
 from prunectl.progress import Progress, SilentProgress
 from prunectl.recipe import ExportSpec, Recipe
 from prunectl.run import MANIFEST, atomic_write_json, atomic_write_text
@@ -133,9 +133,6 @@ def compress(
     path = Path(out) if out is not None else Path("runs") / recipe.run_name
     seconds: dict[str, float] = {}
 
-    data, splits = api.preflight(recipe)
-    check_gate_feasible(recipe, data, splits)  # data too small for a meaningful gate: refused before training
-
     clock = time.perf_counter()
     pruned = _prune_stage(recipe, path, overwrite=overwrite, resume=resume, progress=progress, origins=origins, cache_dir=cache_dir)
     seconds["prune"] = time.perf_counter() - clock
@@ -215,7 +212,9 @@ def _prune_stage(
         if not api.reusable_run(path, recipe):
             raise RunDirError(f"{path} holds a finished run of a different recipe; pass --overwrite to replace it, or choose another --out")
         return _stored_prune_result(path)
-    return api.prune(recipe, out=path, overwrite=overwrite, resume=resume, progress=progress, origins=origins, cache_dir=cache_dir)
+    return api.prune(
+        recipe, out=path, overwrite=overwrite, resume=resume, progress=progress, origins=origins, cache_dir=cache_dir, gate_settings=recipe.gate
+    )
 
 
 def _stored_prune_result(path: Path) -> api.PruneResult:

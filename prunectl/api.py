@@ -490,6 +490,7 @@ def gate(
     """
     loaded = load_run(run_dir)
     audited = loaded.checkpoints_sha256
+    check_gate_feasible(loaded.recipe, loaded.data, loaded.splits, settings)  # bad settings lose nothing
     # A new audit supersedes the last verdict at once: a gate that crashes, is killed or is
     # interrupted must not leave an earlier pass on record for these checkpoints.
     forget_in_manifest(loaded.path, ("gate",))

@@ -157,3 +157,13 @@ def test_compress_with_a_broken_audit_exits_1_and_removes_the_release_artifact(r
     assert not (run_copy / "export").exists()
     manifest = json.loads((run_copy / "manifest.json").read_text())
     assert manifest["stage"] == "gate-failed" and manifest["release"]["released"] is False
+
+
+@pytest.mark.parametrize("bad", [["--eval-size", "40"], ["--shadows", "0"]], ids=["eval set too small", "no shadows"])
+def test_bad_gate_settings_on_a_released_run_lose_nothing(run_copy, bad):
+    """Withdrawing the last verdict is for an audit that starts, not for one refused as bad input."""
+    before = (run_copy / "manifest.json").read_bytes()
+    result = runner.invoke(app, ["gate", str(run_copy), *bad])
+    assert result.exit_code == 2, result.output
+    assert (run_copy / "manifest.json").read_bytes() == before
+    assert runner.invoke(app, ["verify", str(run_copy), "--no-parity"]).exit_code == 0

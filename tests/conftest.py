@@ -9,6 +9,8 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
 from prunectl.recipe import DataSpec, DefenseSpec, ModelSpec, PruneSpec, Recipe, TrainSpec
 
@@ -17,6 +19,19 @@ needs_fashion_mnist = pytest.mark.skipif(
     not (FASHION_DIR / "train-images-idx3-ubyte.gz").is_file(),
     reason="Fashion-MNIST is not installed: apt-get install dataset-fashion-mnist",
 )
+
+
+class BatchRecorder(nn.Module):
+    """Wraps a model and records the batch size of every forward pass (to prove chunking)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.batch_sizes: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.batch_sizes.append(int(x.shape[0]))
+        return self.model(x)
 
 
 def make_tiny_recipe(**changes: object) -> Recipe:

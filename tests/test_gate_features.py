@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import BatchRecorder
 from gates.features import AttackFeatures, compute_features, softmax_posteriors
 
 CLASSES = 4
@@ -36,19 +37,6 @@ class ConstantModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits.expand(x.shape[0], -1)
-
-
-class BatchRecorder(nn.Module):
-    """Wraps a model and records the batch size of every forward pass."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.batch_sizes: list[int] = []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.batch_sizes.append(x.shape[0])
-        return self.model(x)
 
 
 def test_posteriors_are_probabilities_and_sensitivities_non_negative(dataset) -> None:

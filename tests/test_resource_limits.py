@@ -13,25 +13,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from conftest import BatchRecorder
 from gates.features import compute_features, softmax_posteriors
 from prunectl.data import Dataset
 from prunectl.training import EVAL_CHUNK, evaluate, predict_logits, predict_logits_at
 
 CLASSES = 3
 SAMPLES = 2600  # more than two evaluation chunks, with a ragged last one
-
-
-class BatchRecorder(nn.Module):
-    """Wraps a model and records the batch size of every forward pass."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.batch_sizes: list[int] = []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.batch_sizes.append(int(x.shape[0]))
-        return self.model(x)
 
 
 class GatherRecorder:

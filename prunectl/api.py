@@ -47,7 +47,16 @@ from prunectl.pipeline import (
 from prunectl.progress import Progress, SilentProgress
 from prunectl.pruning.masks import check_sparsity, measure_sparsity
 from prunectl.recipe import ExportSpec, GateSpec, Recipe, validate
-from prunectl.run import MANIFEST, RECIPE, RunDirectory, atomic_torch_save, atomic_write_json, atomic_write_text, replace_directory
+from prunectl.run import (
+    MANIFEST,
+    RECIPE,
+    RunDirectory,
+    atomic_torch_save,
+    atomic_write_json,
+    atomic_write_text,
+    file_sha256,
+    replace_directory,
+)
 from prunectl.training import evaluate, resolve_device
 
 __all__ = [
@@ -117,14 +126,6 @@ class LoadedRun:
     pruned_model: nn.Module
     checkpoints_sha256: dict[str, str] = field(default_factory=dict)
     """SHA-256 of the exact bytes the two models were loaded from, by file name."""
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _versions() -> dict[str, str]:

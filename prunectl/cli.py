@@ -26,6 +26,7 @@ from prunectl.commands.memscore import memscore
 from prunectl.commands.prune import prune
 from prunectl.commands.verify import verify
 
+
 class _OneLineUsageErrors(TyperGroup):
     """Usage errors (an unknown flag, `--rounds abc`, an out-of-range value) in the one-line form
     every other bad input gets: `error: <what>; see '<command> --help'`, exit code 2, instead of
@@ -43,9 +44,10 @@ class _OneLineUsageErrors(TyperGroup):
             from rich.markup import escape
 
             from prunectl.commands._common import err_console
+            from prunectl.errors import one_line
 
             where = getattr(getattr(error, "ctx", None), "command_path", None) or "prunectl"
-            message = " ".join(line.strip() for line in error.format_message().splitlines() if line.strip()).rstrip(".")
+            message = one_line(error.format_message()).rstrip(".")
             err_console.print(f"[red]error:[/] {escape(message)}; see '{escape(where)} --help'", soft_wrap=True)
             sys.exit(error.exit_code)
         except typer.Abort:

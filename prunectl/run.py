@@ -7,6 +7,7 @@ so a crash leaves either the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -26,7 +27,7 @@ CHECKPOINT_PATTERN = re.compile(r"round-(\d+)\.pt$")
 RUN_MARKERS = (MANIFEST, RECIPE, "splits.json")
 
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_torch_save", "atomic_write_text", "replace_directory", "RunDirectory"]
+__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_torch_save", "atomic_write_text", "file_sha256", "replace_directory", "RunDirectory"]
 
 
 def replace_directory(new: Path, target: Path) -> None:
@@ -38,6 +39,15 @@ def replace_directory(new: Path, target: Path) -> None:
         target.rename(old)
     new.rename(target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks (checkpoints and models can be large)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def atomic_write_text(path: Path, text: str) -> None:

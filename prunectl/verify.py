@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from prunectl.errors import RunDirError
-from prunectl.run import MANIFEST, RECIPE
+from prunectl.gating import GATE_DIR
+from prunectl.run import MANIFEST, RECIPE, file_sha256
 
-GATE_DIR = "gate"
 PRUNED = "pruned.pt"
 ONNX = "model.onnx"
 XZ = "model.onnx.xz"
@@ -108,14 +108,10 @@ def verify(run_dir: str | Path, *, parity: bool = True, max_advantage: float | N
 
 def _sha256(path: Path) -> str | None:
     """The file's SHA-256, or None when it is missing or unreadable (a failed check, never an exception)."""
-    digest = hashlib.sha256()
     try:
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        return file_sha256(path)
     except OSError:
         return None
-    return digest.hexdigest()
 
 
 def _mismatches(directory: Path, recorded: dict[str, str]) -> list[str]:

@@ -34,6 +34,17 @@ class BatchRecorder(nn.Module):
         return self.model(x)
 
 
+class NaNOutputs(nn.Module):
+    """A model whose logits are NaN: what a diverged training run produces."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x) * float("nan")
+
+
 def make_tiny_recipe(**changes: object) -> Recipe:
     """Digits, small splits, an MLP, 2 rounds of 1 epoch, no defense: a full run in about a second.
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import gates.gate as gate_module
+from conftest import NaNOutputs
 from gates.gate import GatePolicy, run_gate, select_evaluation
 from prunectl.api import load_run
 from prunectl.gating import gate_inputs, gate_policy
@@ -109,17 +110,8 @@ def test_an_error_inside_the_gate_means_not_passed(loaded):
     assert "shadow training blew up" in result.reason
 
 
-class _NaNModel(nn.Module):
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(x) * float("nan")
-
-
 def test_nan_figures_mean_not_passed(loaded):
-    inputs = dataclasses.replace(gate_inputs(loaded), pruned_model=_NaNModel(loaded.pruned_model), original_model=None)
+    inputs = dataclasses.replace(gate_inputs(loaded), pruned_model=NaNOutputs(loaded.pruned_model), original_model=None)
     result = run_gate(inputs, _policy(loaded, attacks=("confidence", "loss")))
     assert result.verdict == "error" and not result.passed
 

@@ -15,25 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
 from typer.testing import CliRunner
 
+from conftest import NaNOutputs
 from prunectl.cli import app
 
 runner = CliRunner()
 ANY_LEAKAGE_PASSES = ["--shadows", "2", "--attacks", "confidence,loss", "--max-advantage", "1"]
-
-
-class _NaNOutputs(nn.Module):
-    """A model whose logits are NaN: what a diverged training run produces."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(x) * float("nan")
 
 
 def _shadow_training_crashes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,7 +46,7 @@ def _a_shadow_diverges_to_nan(monkeypatch: pytest.MonkeyPatch) -> None:
 
         def run(recipe, members, dev, seed):
             base, pruned = inner(recipe, members, dev, seed)
-            return base, _NaNOutputs(pruned)
+            return base, NaNOutputs(pruned)
 
         return run
 
@@ -74,7 +62,7 @@ def _the_victim_emits_nan(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def load_run(run_dir):
         loaded = real(run_dir)
-        return dataclasses.replace(loaded, pruned_model=_NaNOutputs(loaded.pruned_model))
+        return dataclasses.replace(loaded, pruned_model=NaNOutputs(loaded.pruned_model))
 
     monkeypatch.setattr(prunectl.api, "load_run", load_run)
 

@@ -91,7 +91,7 @@ FLOORS: dict[str, str] = {
     "import torch": "import torch",
     LOAD_FLOOR: f"import torch; {_LOAD}",
     "... then import onnx, onnxruntime, matplotlib": (
-        f"import torch, prunectl.api, prunectl.release; {_LOAD}; "
+        f"import torch, prunectl.api; {_LOAD}; "
         "import onnx, onnxruntime, matplotlib.backends.backend_agg, matplotlib.figure, exporters.bench"
     ),
 }

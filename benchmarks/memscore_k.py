@@ -34,7 +34,7 @@ from prune import run_meta  # noqa: E402
 
 from prunectl.config import resolve  # noqa: E402
 from prunectl.data import load_dataset, make_splits  # noqa: E402
-from prunectl.defenses.memscore import spearman, train_helpers  # noqa: E402
+from prunectl.memscores import spearman, train_helpers  # noqa: E402
 from prunectl.pipeline import helper_trainers  # noqa: E402
 from prunectl.training import derive_seed, resolve_device  # noqa: E402
 

@@ -30,11 +30,11 @@ _EXPORTS = {
     "ParityError": "exporters.errors",
     "ExportMetadata": "exporters.metadata",
     "read_metadata": "exporters.metadata",
-    "DEFAULT_OPSET": "exporters.onnx",
+    "DEFAULT_OPSET": "exporters.options",
     "ExportReport": "exporters.onnx",
     "export_model": "exporters.onnx",
-    "Quantization": "exporters.quantize",
-    "SparseStorage": "exporters.sparse",
+    "Quantization": "exporters.options",
+    "SparseStorage": "exporters.options",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -43,9 +43,8 @@ if TYPE_CHECKING:
     from exporters.bench import BenchResult, benchmark, default_result_path, write_result
     from exporters.errors import ExporterError, ExporterInputError, ParityError
     from exporters.metadata import ExportMetadata, read_metadata
-    from exporters.onnx import DEFAULT_OPSET, ExportReport, export_model
-    from exporters.quantize import Quantization
-    from exporters.sparse import SparseStorage
+    from exporters.onnx import ExportReport, export_model
+    from exporters.options import DEFAULT_OPSET, Quantization, SparseStorage
 
 
 def __getattr__(name: str) -> Any:

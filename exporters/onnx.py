@@ -44,19 +44,16 @@ from exporters.compress import compress_xz
 from exporters.errors import ExporterInputError, ParityError
 from exporters.metadata import ExportMetadata, write_metadata
 from exporters.parity import ParityReport, accuracy, compare_logits, run_session
-from exporters.quantize import Quantization, QuantizationReport, quantize_int8
+from exporters.options import DEFAULT_OPSET, INT8_NAME, ONNX_NAME, OPSET_RANGE, XZ_NAME, Quantization, SparseStorage
+from exporters.quantize import QuantizationReport, quantize_int8
 from exporters.runtime import open_session
-from exporters.sparse import SparseStorage, TensorStorage, apply_sparse_storage, parameter_reference_bytes
+from exporters.sparse import TensorStorage, apply_sparse_storage, parameter_reference_bytes
 
-DEFAULT_OPSET = 17  # widely supported by onnxruntime builds for phones and boards
-MIN_OPSET = 9
+MIN_OPSET = OPSET_RANGE[0]
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 BATCH_AXIS = "batch"
 
-ONNX_NAME = "model.onnx"
-XZ_NAME = "model.onnx.xz"
-INT8_NAME = "model.int8.onnx"
 DENSE_NAME = "model.dense.onnx"
 
 

@@ -14,7 +14,6 @@ import logging
 import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +21,10 @@ import numpy as np
 import onnx
 
 from exporters.errors import ExporterInputError, ParityError
+from exporters.options import INT8_NAME, Quantization, SparseStorage
 from exporters.parity import ParityReport, accuracy, compare_logits, run_session
 from exporters.runtime import open_session
-from exporters.sparse import SparseStorage, apply_sparse_storage
-
-
-class Quantization(str, Enum):
-    """Post-export quantisation: none, or INT8 dynamic (weights int8, activations at run time)."""
-
-    NONE = "none"
-    INT8 = "int8"
+from exporters.sparse import apply_sparse_storage
 
 
 @dataclass(frozen=True)
@@ -83,7 +76,7 @@ def quantize_int8(
     if labels is not None and len(labels) > len(inputs):
         raise ExporterInputError(f"{len(labels)} labels for {len(inputs)} inputs; give at most one label per input")
     with tempfile.TemporaryDirectory(prefix="exporters-int8-") as tmp, _quiet_root_logger():
-        out_path = Path(tmp) / "model.int8.onnx"
+        out_path = Path(tmp) / INT8_NAME
         quantize_dynamic(dense_fp32, out_path, weight_type=QuantType.QInt8)
         quantised = onnx.load(str(out_path))
     # The quantiser drops the producer's metadata on some versions: carry it over.

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import Enum
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
 from exporters.errors import ExporterInputError
+from exporters.options import SparseStorage
 
 INDEX_BYTES = 8  # int64 linear positions
 
@@ -43,14 +43,6 @@ _STORABLE = {
     onnx.TensorProto.INT8,
     onnx.TensorProto.UINT8,
 }
-
-
-class SparseStorage(str, Enum):
-    """How initializers are stored: `auto` decides per tensor by size, `dense` never uses
-    sparse initializers (e.g. for runtimes that do not read them)."""
-
-    AUTO = "auto"
-    DENSE = "dense"
 
 
 @dataclass(frozen=True)

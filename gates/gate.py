@@ -1,4 +1,4 @@
-"""The gate's policy: shadows → features → attacks → metrics → verdict (DESIGN.md, the contract).
+"""The gate's run: shadows → features → attacks → metrics → verdict (DESIGN.md, the contract).
 
 `run_gate` never reports a pass it could not establish. Inputs too small for a meaningful
 verdict raise `GateInputError` before any work (exit 2); anything that goes wrong after that —
@@ -20,49 +20,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from gates.attacks import DEFAULT_ATTACKS, attack_names, make_attack
-from gates.attacks.base import AttackConfig
+from gates.attacks import make_attack
 from gates.errors import GateInputError
 from gates.features import AttackFeatures, compute_features, softmax_posteriors
 from gates.metrics import evaluate_attack, resolution
+from gates.policy import GatePolicy, check_policy
 from gates.progress import Progress, SilentProgress
 from gates.result import AttackMetrics, GateResult, ModelAudit, ShadowSummary
 from gates.sampling import balanced_by_class, derive_seed
 from gates.shadows import ShadowPlan, ShadowTrainer, TrainedShadow, plan_shadows, train_shadows
 
 MODEL_KINDS = ("original", "pruned")
-
-
-@dataclass(frozen=True)
-class GatePolicy:
-    """What the gate measures and when it fails. Defaults follow DESIGN.md.
-
-    `eval_size` caps the evaluation set per side (0 = every member that has a class-matched
-    non-member). `max_shadow_accuracy_drop` is how far (as a fraction, 0.10 = 10 points) a
-    shadow's holdout accuracy may fall below the victim's before the attack is refused: an
-    attack trained on worse models learns the wrong decision boundary. `attack_train_size`
-    caps the shadow members (and as many non-members) the attacks learn from, split evenly over
-    the shadows (0 = all): every row costs `sensitivity_samples` + 1 forward passes, and past a
-    few thousand rows per side the attacks stop improving while the gate's time keeps growing.
-    """
-
-    attacks: tuple[str, ...] = DEFAULT_ATTACKS
-    max_advantage: float = 0.10
-    strict: bool = False
-    shadows: int = 4
-    eval_size: int = 0
-    min_eval_size: int = 100
-    max_shadow_accuracy_drop: float = 0.10
-    sensitivity_samples: int = 10
-    sensitivity_eps: float = 1e-3
-    bootstrap: int = 1000
-    audit_original: bool = True
-    attack_train_size: int = 6000
-    seed: int = 0
-    device: str = "cpu"
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,17 +67,6 @@ class EvaluationSet:
     @property
     def membership(self) -> np.ndarray:
         return np.concatenate([np.ones(len(self.members), np.int64), np.zeros(len(self.nonmembers), np.int64)])
-
-
-def check_policy(policy: GatePolicy) -> None:
-    known = attack_names()
-    unknown = [a for a in policy.attacks if a not in known]
-    if unknown or not policy.attacks:
-        raise GateInputError(f"gate.attacks = {list(policy.attacks)!r} is invalid; choose one or more of {', '.join(known)}")
-    if not (math.isfinite(policy.max_advantage) and 0 <= policy.max_advantage <= 1):
-        raise GateInputError(f"gate.max_advantage = {policy.max_advantage!r} is invalid; allowed: a number in [0, 1], e.g. 0.1")
-    if policy.shadows < 1:
-        raise GateInputError(f"gate.shadows = {policy.shadows!r} is invalid; allowed: an integer >= 1 (4 is the default)")
 
 
 def select_evaluation(members: np.ndarray, holdout: np.ndarray, labels: np.ndarray, policy: GatePolicy) -> EvaluationSet:
@@ -298,12 +255,12 @@ class _GateRun:
     def _audit(self, kind: str, shadow: tuple[AttackFeatures, np.ndarray], victim: AttackFeatures, holdout_accuracy: float) -> ModelAudit:
         shadow_features, shadow_membership = shadow
         membership = self.evaluation.membership
-        config = AttackConfig(seed=derive_seed(self.policy.seed, "attack", kind), device=self.policy.device)
+        seed = derive_seed(self.policy.seed, "attack", kind)
         all_metrics: list[AttackMetrics] = []
         scores: dict[str, np.ndarray] = {}
         with self.progress.task(f"attacks on the {kind} model", total=len(self.policy.attacks)) as bar:
             for name in self.policy.attacks:
-                attack = make_attack(name, config)
+                attack = make_attack(name, self.policy.options, seed=seed, device=self.policy.device)
                 title = f"attacks on the {kind} model: {name}"
                 bar.advance(0, description=title)
                 attack.fit(

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from gates.result import AttackMetrics, GateResult, ModelAudit
+from gates.result import VERDICT_LABELS, AttackMetrics, GateResult, ModelAudit
 
 SCHEMA_VERSION = 1
 SUITE_NAME = "prunectl privacy gate"
@@ -34,7 +34,6 @@ ATTACK_CLASSNAME = "prunectl.gate.pruned"
 GATE_CLASSNAME = "prunectl.gate"
 FILENAMES = ("report.json", "junit.xml", "summary.md", "roc.png")
 
-_HEADINGS = {"pass": "PASSED", "fail": "FAILED"}
 # XML 1.0 cannot carry these at all, escaped or not: an ANSI colour code or a NUL byte in an
 # error message would otherwise make the whole junit.xml unparsable for the CI.
 _XML_INVALID = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -115,7 +114,7 @@ def render_junit(result: GateResult) -> str:
             failures += failed
 
     tests = len(suite.findall("testcase"))
-    if result.verdict == "error" or result.verdict not in _HEADINGS:
+    if result.verdict not in ("pass", "fail"):
         case = ET.SubElement(suite, "testcase", {"classname": GATE_CLASSNAME, "name": "gate"})
         message = result.error or result.reason or f"gate verdict {result.verdict!r}"
         error = ET.SubElement(case, "error", {"message": _xml_text(_one_line(message)), "type": "GateError"})
@@ -224,7 +223,7 @@ def render_summary(result: GateResult) -> str:
 
 
 def _heading(verdict: str) -> str:
-    return _HEADINGS.get(verdict, "ERROR (not passed)")
+    return VERDICT_LABELS.get(verdict, VERDICT_LABELS["error"])
 
 
 def _decision_sentence(result: GateResult) -> str:

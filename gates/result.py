@@ -98,6 +98,10 @@ class ShadowSummary:
         return _json_safe(asdict(self))
 
 
+VERDICT_LABELS: dict[str, str] = {"pass": "PASSED", "fail": "FAILED", "error": "NOT PASSED (error)"}
+"""How every report and summary spells a verdict (`GateResult.verdict`)."""
+
+
 @dataclass(frozen=True, eq=False)
 class GateResult:
     """The verdict and its evidence.

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from prunectl import __version__
+from prunectl.files import atomic_write_json, check_writable
 
 CACHE_ENV = "PRUNECTL_CACHE_DIR"
 
@@ -98,8 +99,11 @@ class ContentCache:
         key = content_key(kind, inputs)
         return CacheEntry(kind, key, self.root / kind / f"{key}{suffix}")
 
+    def check_writable(self) -> None:
+        """Refuse, before any work, a cache directory that cannot be created or written
+        (a `WriteError` naming it and how to choose another), rather than fail after training."""
+        check_writable(self.root, "cache directory", f"pass --cache-dir or set {CACHE_ENV} to a directory you can write to")
+
     def describe(self, entry: CacheEntry, inputs: dict[str, Any]) -> None:
         """A readable sidecar saying what the entry was computed from (for people, not lookups)."""
-        from prunectl.run import atomic_write_json
-
         atomic_write_json(entry.path.with_name(entry.path.name + ".json"), {"kind": entry.kind, "key": entry.key, "inputs": inputs})

@@ -35,8 +35,20 @@ class _OneLineUsageErrors(TyperGroup):
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
+        from prunectl.commands._common import Terminated, sigterm_as_interrupt, stopped
+
+        # A signal can land outside a command too (while parsing, or after the command returned):
+        # it still ends in one line and 130/143, never in click's "Aborted!" and exit 1, which a
+        # CI job would read as a failed gate.
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            with sigterm_as_interrupt():
+                code = super().main(*args, standalone_mode=False, **kwargs)
+        except KeyboardInterrupt as interrupt:
+            sys.exit(stopped(isinstance(interrupt, Terminated)))
+        except typer.Abort as abort:
+            if isinstance(abort.__cause__, KeyboardInterrupt):
+                sys.exit(stopped(isinstance(abort.__cause__, Terminated)))
+            sys.exit(1)
         except NoArgsIsHelpError as shown:
             shown.show()
             sys.exit(shown.exit_code)
@@ -50,8 +62,6 @@ class _OneLineUsageErrors(TyperGroup):
             message = one_line(error.format_message()).rstrip(".")
             err_console.print(f"[red]error:[/] {escape(message)}; see '{escape(where)} --help'", soft_wrap=True)
             sys.exit(error.exit_code)
-        except typer.Abort:
-            sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -8,7 +8,6 @@ validated recipe together with where each value came from, so a summary can show
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 import os
@@ -22,37 +21,20 @@ from typing import Any
 
 from prunectl.errors import RecipeError
 from prunectl.faults import FAULT_ENV
-from prunectl.recipe import SECTIONS, TOP_LEVEL, Recipe, validate
+from prunectl.recipe import SECTIONS, TOP_LEVEL, Recipe, RecipeField, fields, validate
 
 ENV_PREFIX = "PRUNECTL_"
 ORIGINS = ("default", "file", "env", "flag")
 
 
-@dataclass(frozen=True)
-class FieldInfo:
-    dotted: str
-    section: str | None
-    name: str
-    annotation: Any
-
-    @property
-    def env_var(self) -> str:
-        return ENV_PREFIX + self.dotted.upper().replace(".", "_")
+def env_var(dotted: str) -> str:
+    """The environment variable of a recipe field: `prune.target_sparsity` → `PRUNECTL_PRUNE_TARGET_SPARSITY`."""
+    return ENV_PREFIX + dotted.upper().replace(".", "_")
 
 
-def _fields() -> dict[str, FieldInfo]:
-    hints = typing.get_type_hints(Recipe)
-    found: dict[str, FieldInfo] = {}
-    for name in TOP_LEVEL:
-        found[name] = FieldInfo(name, None, name, hints[name])
-    for section, cls in SECTIONS.items():
-        for name, annotation in typing.get_type_hints(cls).items():
-            dotted = f"{section}.{name}"
-            found[dotted] = FieldInfo(dotted, section, name, annotation)
-    return found
-
-
-FIELDS: dict[str, FieldInfo] = _fields()
+def recipe_fields() -> dict[str, RecipeField]:
+    """Every recipe field by dotted name, extensions' settings included (asked anew: they can register late)."""
+    return {item.dotted: item for item in fields()}
 
 
 @dataclass(frozen=True)
@@ -106,10 +88,11 @@ def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
-def coerce(info: FieldInfo, value: Any, *, from_text: bool = False) -> Any:
+def coerce(info: RecipeField, value: Any, *, from_text: bool = False) -> Any:
     """Convert a file, environment or flag value to the field's type, or say what is expected."""
-    base, optional = _unwrap_optional(info.annotation)
-    where = info.env_var if from_text else info.dotted
+    annotation = info.declaration.annotation
+    base, optional = _unwrap_optional(annotation)
+    where = env_var(info.dotted) if from_text else info.dotted
     if from_text and isinstance(value, str):
         text = value.strip()
         if optional and text.lower() in ("", "none", "null"):
@@ -154,7 +137,7 @@ def coerce(info: FieldInfo, value: Any, *, from_text: bool = False) -> Any:
             return tuple(items)
         return tuple(int(i) for i in items)
     except (TypeError, ValueError):
-        raise RecipeError(f"{where} = {value!r} is invalid; expected {_type_name(info.annotation)}") from None
+        raise RecipeError(f"{where} = {value!r} is invalid; expected {_type_name(annotation)}") from None
 
 
 def load_file(path: Path) -> dict[str, Any]:
@@ -180,6 +163,7 @@ def load_file(path: Path) -> dict[str, Any]:
 
 def flatten_file(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
     """Nested TOML tables → dotted keys; unknown keys are errors that list the known ones."""
+    known_fields = recipe_fields()
     flat: dict[str, Any] = {}
     for key, value in raw.items():
         if key in SECTIONS:
@@ -187,11 +171,11 @@ def flatten_file(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
                 raise RecipeError(f"{where}: [{key}] must be a table")
             for sub_key, sub_value in value.items():
                 dotted = f"{key}.{sub_key}"
-                if dotted not in FIELDS:
-                    known = ", ".join(f.name for f in FIELDS.values() if f.section == key)
+                if dotted not in known_fields:
+                    known = ", ".join(f.name for f in known_fields.values() if f.section == key)
                     raise RecipeError(f"{where}: unknown key {dotted!r}; [{key}] accepts: {known}")
                 flat[dotted] = sub_value
-        elif key in FIELDS:
+        elif key in TOP_LEVEL:
             flat[key] = value
         else:
             known = ", ".join(list(TOP_LEVEL) + [f"[{s}]" for s in SECTIONS])
@@ -201,11 +185,12 @@ def flatten_file(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 def _build(values: Mapping[str, Any]) -> Recipe:
     top = {k: v for k, v in values.items() if "." not in k}
-    sections = {
-        section: cls(**{FIELDS[k].name: v for k, v in values.items() if FIELDS[k].section == section})
-        for section, cls in SECTIONS.items()
-    }
-    return Recipe(**top, **sections)
+    by_section: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    for dotted, value in values.items():
+        section, _, name = dotted.partition(".")
+        if name:
+            by_section[section][name] = value
+    return Recipe(**top, **{section: cls(**by_section[section]) for section, cls in SECTIONS.items()})
 
 
 def resolve(
@@ -220,28 +205,28 @@ def resolve(
     `flags` maps dotted field names to values; `None` means "flag not given".
     """
     env = os.environ if env is None else env
+    known = recipe_fields()
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
     if base is not None:
-        for dotted in FIELDS:
-            values[dotted] = _get(base, dotted)
+        for dotted, info in known.items():
+            values[dotted] = info.get(base)
     if config is not None:
         for dotted, value in load_file(config).items():
-            values[dotted] = coerce(FIELDS[dotted], value)
+            values[dotted] = coerce(known[dotted], value)
             origins[dotted] = "file"
-    for dotted, info in FIELDS.items():
-        if info.env_var in env:
-            values[dotted] = coerce(info, env[info.env_var], from_text=True)
-            origins[dotted] = "env"
-    unknown_env = sorted(
-        k for k in env if k.startswith(ENV_PREFIX) and k not in {f.env_var for f in FIELDS.values()} and k not in NON_RECIPE_ENV
-    )
+    variables = {env_var(dotted): info for dotted, info in known.items()}
+    for variable, info in variables.items():
+        if variable in env:
+            values[info.dotted] = coerce(info, env[variable], from_text=True)
+            origins[info.dotted] = "env"
+    unknown_env = sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in variables and k not in NON_RECIPE_ENV)
     if unknown_env:
         raise RecipeError(f"unknown environment variable {unknown_env[0]}; recipe variables look like PRUNECTL_PRUNE_TARGET_SPARSITY")
     for dotted, value in (flags or {}).items():
         if value is None:
             continue
-        values[dotted] = coerce(FIELDS[dotted], value)
+        values[dotted] = coerce(known[dotted], value)
         origins[dotted] = "flag"
     recipe = validate(_build(values))
     return ResolvedRecipe(recipe, origins, str(config) if config is not None else None)
@@ -251,13 +236,6 @@ def resolve(
 NON_RECIPE_ENV = frozenset({"PRUNECTL_CACHE_DIR", FAULT_ENV, CONFIG_ENV})
 
 
-def _get(recipe: Recipe, dotted: str) -> Any:
-    obj: Any = recipe
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def recipe_sha256(recipe: Recipe) -> str:
     """The recipe's identity: SHA-256 of its canonical TOML (the `recipe.toml` a run stores)."""
     return hashlib.sha256(to_toml(recipe).encode()).hexdigest()
@@ -265,18 +243,15 @@ def recipe_sha256(recipe: Recipe) -> str:
 
 def to_toml(recipe: Recipe) -> str:
     """Write a recipe as TOML that :func:`load_file` reads back to the same recipe."""
-    lines = []
-    for name in TOP_LEVEL:
-        value = getattr(recipe, name)
+    lines: list[str] = []
+    section: str | None = None
+    for item in fields():
+        if item.section != section:
+            section = item.section
+            lines += ["", f"[{section}]"]
+        value = item.get(recipe)
         if value is not None:
-            lines.append(f"{name} = {toml_value(value)}")
-    for section in SECTIONS:
-        lines.append("")
-        lines.append(f"[{section}]")
-        for item in dataclasses.fields(getattr(recipe, section)):
-            value = getattr(getattr(recipe, section), item.name)
-            if value is not None:
-                lines.append(f"{item.name} = {toml_value(value)}")
+            lines.append(f"{item.name} = {toml_value(value)}")
     return "\n".join(lines) + "\n"
 
 

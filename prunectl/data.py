@@ -353,8 +353,8 @@ def _load_csv(arg: str | None, spec: DataSpec) -> Dataset:
 
 
 # The registry entries: kept together so the set of sources reads as one table.
-DATA_SOURCES.register("digits")(SourceKind(_load_digits, needs_arg=False, arg_is_path=False))
-DATA_SOURCES.register("fashion-mnist")(
+DATA_SOURCES.register(SourceKind(_load_digits, needs_arg=False, arg_is_path=False), "digits")
+DATA_SOURCES.register(
     SourceKind(
         _load_fashion_mnist,
         needs_arg=False,
@@ -362,11 +362,12 @@ DATA_SOURCES.register("fashion-mnist")(
         default_path=FASHION_MNIST_DIR,
         missing_hint="install it with 'apt-get install dataset-fashion-mnist' or pass fashion-mnist:DIR",
         path_is_dir=True,
-    )
+    ),
+    "fashion-mnist",
 )
-DATA_SOURCES.register("imagefolder")(SourceKind(_load_imagefolder, needs_arg=True, arg_is_path=True, path_is_dir=True))
-DATA_SOURCES.register("npz")(SourceKind(_load_npz, needs_arg=True, arg_is_path=True))
-DATA_SOURCES.register("csv")(SourceKind(_load_csv, needs_arg=True, arg_is_path=True))
+DATA_SOURCES.register(SourceKind(_load_imagefolder, needs_arg=True, arg_is_path=True, path_is_dir=True), "imagefolder")
+DATA_SOURCES.register(SourceKind(_load_npz, needs_arg=True, arg_is_path=True), "npz")
+DATA_SOURCES.register(SourceKind(_load_csv, needs_arg=True, arg_is_path=True), "csv")
 
 
 # ----------------------------------------------------------------------------------- splits

@@ -16,12 +16,19 @@ Points, in the order a run reaches them:
 
 The variable is for tests; a user never needs it. It is read at every point (not cached), so a
 test can set it per subprocess.
+
+A process started in the background by a non-interactive shell (`cmd &` in a script, and so
+some CI runners and test harnesses) inherits SIGINT *ignored*, and Python then installs no
+Ctrl-C handler: a real Ctrl-C would not reach it either. An `interrupt` fault in such a process
+says so on stderr instead of silently doing nothing, and tests start their child processes with
+SIGINT at its default, as a terminal's foreground job has it.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 
 FAULT_ENV = "PRUNECTL_FAULT"
 ACTIONS: dict[str, signal.Signals] = {
@@ -39,4 +46,6 @@ def fault_point(point: str) -> None:
     for item in spec.split(","):
         action, _, where = item.strip().partition("@")
         if where == point and action in ACTIONS:
+            if ACTIONS[action] is signal.SIGINT and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+                sys.stderr.write(f"{FAULT_ENV}: SIGINT is ignored in this process (started in the background?); the interrupt at {point} does nothing\n")
             os.kill(os.getpid(), ACTIONS[action])

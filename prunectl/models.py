@@ -19,16 +19,19 @@ import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from prunectl.data import Dataset
 from prunectl.errors import ModelError
-from prunectl.recipe import ModelSpec
+from prunectl.recipe import ModelSpec, Recipe
 from prunectl.registry import Registry
 from prunectl.registry import split_source as parse_source
+from prunectl.training import derive_seed
 
 
 @dataclass(frozen=True)
@@ -43,14 +46,33 @@ class DataShape:
         return len(self.input_shape) == 3
 
 
+class SourceWeights(Enum):
+    """Where a model source's trained weights come from."""
+
+    CHECKPOINT_ONLY = "only from model.checkpoint, if given"
+    ARCHIVE = "the archive holds code and weights; a fresh model is re-initialised"
+    STATE_DICT_ARG = "the :FILE is a state dict, loaded into the factory's network"
+
+
 @dataclass(frozen=True)
 class ModelKind:
-    """`build(arg, spec, shape)` returns a freshly initialised model; `needs_arg`: ':' part required."""
+    """How one kind of model source is built.
+
+    `build(arg, spec, shape)` returns the network. `example` is what a complete source looks
+    like (for the message when the `:ARG` part is missing). `check(arg, spec)` refuses a bad
+    argument before any work. `weights` says where trained weights come from.
+    """
 
     build: Callable[[str | None, ModelSpec, DataShape], nn.Module]
-    needs_arg: bool
+    example: str
     arg_is_path: bool
-    weights_from_arg: bool = False
+    weights: SourceWeights = SourceWeights.CHECKPOINT_ONLY
+    check: Callable[[str, ModelSpec], None] | None = None
+
+    @property
+    def holds_weights(self) -> bool:
+        """Whether the source itself supplies trained weights (then `model.checkpoint` has no use)."""
+        return self.weights is not SourceWeights.CHECKPOINT_ONLY
 
 
 MODEL_SOURCES: Registry[ModelKind] = Registry("model source", ModelError)
@@ -201,35 +223,44 @@ def _build_from_factory(arg: str | None, spec: ModelSpec, shape: DataShape) -> n
 
 
 BUILTIN_MODELS: Registry[Callable[[str | None, ModelSpec, DataShape], nn.Module]] = Registry("builtin model", ModelError)
-BUILTIN_MODELS.register("cnn")(_build_cnn)
-BUILTIN_MODELS.register("mlp")(_build_mlp)
+BUILTIN_MODELS.register(_build_cnn, "cnn")
+BUILTIN_MODELS.register(_build_mlp, "mlp")
 
 
 def _build_builtin(arg: str | None, spec: ModelSpec, shape: DataShape) -> nn.Module:
     return BUILTIN_MODELS.get(str(arg))(arg, spec, shape)
 
 
-MODEL_SOURCES.register("builtin")(ModelKind(_build_builtin, needs_arg=True, arg_is_path=False))
-MODEL_SOURCES.register("torchvision")(ModelKind(_build_torchvision, needs_arg=True, arg_is_path=False))
-MODEL_SOURCES.register("torchscript")(ModelKind(_build_torchscript, needs_arg=True, arg_is_path=True))
-MODEL_SOURCES.register("state-dict")(ModelKind(_build_from_factory, needs_arg=True, arg_is_path=True, weights_from_arg=True))
+def _check_builtin(arg: str, spec: ModelSpec) -> None:
+    BUILTIN_MODELS.get(arg)
+
+
+def _check_factory(arg: str, spec: ModelSpec) -> None:
+    load_factory(spec.factory)
+
+
+# The registry entries: kept together so the set of sources reads as one table.
+MODEL_SOURCES.register(ModelKind(_build_builtin, "builtin:cnn or builtin:mlp", arg_is_path=False, check=_check_builtin), "builtin")
+MODEL_SOURCES.register(ModelKind(_build_torchvision, "torchvision:resnet18", arg_is_path=False), "torchvision")
+MODEL_SOURCES.register(ModelKind(_build_torchscript, "torchscript:FILE", arg_is_path=True, weights=SourceWeights.ARCHIVE), "torchscript")
+MODEL_SOURCES.register(
+    ModelKind(_build_from_factory, "state-dict:FILE", arg_is_path=True, weights=SourceWeights.STATE_DICT_ARG, check=_check_factory),
+    "state-dict",
+)
 
 
 def check_source(spec: ModelSpec) -> None:
     """Validate the source name, its argument and paths before any work starts."""
     kind_name, arg = parse_source(spec.source)
     kind = MODEL_SOURCES.get(kind_name)
-    if kind.needs_arg and not arg:
-        hint = {"builtin": "builtin:cnn or builtin:mlp", "torchvision": "torchvision:resnet18"}.get(kind_name, f"{kind_name}:FILE")
-        raise ModelError(f"model.source {spec.source!r} is incomplete; use e.g. {hint}")
-    if kind_name == "builtin":
-        BUILTIN_MODELS.get(str(arg))
-    if kind.arg_is_path and not Path(str(arg)).is_file():
+    if not arg:
+        raise ModelError(f"model.source {spec.source!r} is incomplete; use e.g. {kind.example}")
+    if kind.arg_is_path and not Path(arg).is_file():
         raise ModelError(f"model.source {spec.source!r}: {arg} is not a file; pass an existing path")
-    if kind_name == "state-dict":
-        load_factory(spec.factory)
+    if kind.check is not None:
+        kind.check(arg, spec)
     if spec.checkpoint is not None:
-        if kind.weights_from_arg or kind_name == "torchscript":
+        if kind.holds_weights:
             raise ModelError(f"model.checkpoint is not used with {kind_name}: sources, whose file already holds the weights")
         if not Path(spec.checkpoint).is_file():
             raise ModelError(f"model.checkpoint {spec.checkpoint} is not a file; pass an existing state-dict checkpoint")
@@ -361,10 +392,10 @@ def build_model(spec: ModelSpec, shape: DataShape, *, load_weights_from_spec: bo
     kind_name, arg = parse_source(spec.source)
     kind = MODEL_SOURCES.get(kind_name)
     model = kind.build(arg, spec, shape)
-    if kind_name == "torchscript" and not load_weights_from_spec:
+    if kind.weights is SourceWeights.ARCHIVE and not load_weights_from_spec:
         reinitialise(model)
     if load_weights_from_spec:
-        if kind.weights_from_arg:
+        if kind.weights is SourceWeights.STATE_DICT_ARG:
             load_weights(model, load_state_dict_file(Path(str(arg))), str(arg))
         elif spec.checkpoint is not None:
             load_weights(model, load_state_dict_file(Path(spec.checkpoint)), spec.checkpoint)
@@ -372,10 +403,21 @@ def build_model(spec: ModelSpec, shape: DataShape, *, load_weights_from_spec: bo
     return model
 
 
+def data_shape(data: Dataset) -> DataShape:
+    return DataShape(data.input_shape, data.num_classes)
+
+
+def fresh_model(recipe: Recipe, data: Dataset, seed: int) -> nn.Module:
+    """A freshly initialised model of the recipe's architecture, seeded: the one way every model
+    of a run (base, pruned, shadows, helpers, and models rebuilt from a run directory) is built."""
+    torch.manual_seed(derive_seed(seed, "init"))
+    return build_model(recipe.model, data_shape(data), load_weights_from_spec=False)
+
+
 def has_base_weights(spec: ModelSpec) -> bool:
     """True when the recipe supplies a trained base model, so base training is skipped."""
     kind_name, _ = parse_source(spec.source)
-    return spec.checkpoint is not None or MODEL_SOURCES.get(kind_name).weights_from_arg or kind_name == "torchscript"
+    return spec.checkpoint is not None or MODEL_SOURCES.get(kind_name).holds_weights
 
 
 def check_output_shape(model: nn.Module, shape: DataShape) -> None:

@@ -21,14 +21,16 @@ from prunectl.cache import ContentCache, training_inputs
 from prunectl.data import Dataset, load_dataset
 from prunectl.defenses import make_defense
 from prunectl.defenses.base import Defense, DefenseContext
-from prunectl.models import DataShape, build_model, has_base_weights, load_state_dict_file, load_weights
+from prunectl.files import atomic_torch_save
+from prunectl.memscores import MemScores, cached_estimate, read_csv
+from prunectl.models import build_model, data_shape, fresh_model, has_base_weights, load_state_dict_file, load_weights
+from prunectl.optimizers import OptimizerSettings
 from prunectl.progress import Progress, SilentProgress
 from prunectl.pruning.engine import PruneOutcome, prune_iteratively
 from prunectl.recipe import Recipe
-from prunectl.run import RunDirectory, atomic_torch_save
-from prunectl.training import OptimizerSettings, derive_seed, fit, resolve_device
-
-BASE_CHECKPOINT = "base.pt"
+from prunectl.rundir.directory import RunDirectory
+from prunectl.rundir.layout import BASE_CHECKPOINT
+from prunectl.training import derive_seed, fit, resolve_device
 
 PipelineFunction = Callable[[Recipe, np.ndarray, np.ndarray, int], tuple[nn.Module, nn.Module]]
 
@@ -43,16 +45,6 @@ class PipelineOutput:
     base_trained: bool
     defense: Defense
     base_source: str
-
-
-def data_shape(data: Dataset) -> DataShape:
-    return DataShape(data.input_shape, data.num_classes)
-
-
-def fresh_model(recipe: Recipe, data: Dataset, seed: int) -> nn.Module:
-    """A freshly initialised model of the recipe's architecture, seeded."""
-    torch.manual_seed(derive_seed(seed, "init"))
-    return build_model(recipe.model, data_shape(data), load_weights_from_spec=False)
 
 
 def check_victim_model(recipe: Recipe, data: Dataset) -> None:
@@ -100,6 +92,30 @@ def helper_trainers(recipe: Recipe, data: Dataset) -> dict[str, Callable[..., nn
         "build_model": lambda helper_seed: fresh_model(recipe, data, helper_seed),
         "fit": lambda model, indices, helper_seed: fit_like_base(model, recipe, data, indices, helper_seed),
     }
+
+
+def memorization_scores_of(
+    recipe: Recipe, data: Dataset, members: np.ndarray, seed: int, *, victim: bool, cache_dir: Path | None, progress: Progress
+) -> Callable[[str | None], MemScores]:
+    """The `memorization_scores(csv_file)` a defense's context offers: the victim's from `csv_file`
+    when one is given, else estimated by helper models of this pipeline (or found in the cache)."""
+
+    def scores(csv_file: str | None) -> MemScores:
+        if victim and csv_file:
+            return read_csv(csv_file)
+        estimated, _, _ = cached_estimate(
+            recipe,
+            data,
+            members,
+            seed=seed,
+            **helper_trainers(recipe, data),
+            device=resolve_device(recipe.device),
+            cache_dir=cache_dir,
+            progress=progress,
+        )
+        return estimated
+
+    return scores
 
 
 def train_base(model: nn.Module, recipe: Recipe, data: Dataset, members: np.ndarray, seed: int, progress: Progress) -> nn.Module:
@@ -171,7 +187,7 @@ def run_pipeline(
 
     started = time.perf_counter()
     pruned = clone_model(base, recipe, data, seed)
-    defense = defense or make_defense(recipe)
+    defense = defense or make_defense(recipe.defense)
     defense.setup(
         DefenseContext(
             recipe=recipe,
@@ -183,6 +199,7 @@ def run_pipeline(
             total_epochs=recipe.prune.rounds * recipe.prune.epochs_per_round,
             **helper_trainers(recipe, data),
             base_model=base,
+            memorization_scores=memorization_scores_of(recipe, data, members, seed, victim=victim, cache_dir=cache_dir, progress=progress),
             victim=victim,
             cache_dir=cache_dir,
             progress=progress,

@@ -1,30 +1,52 @@
 """The recipe: one frozen object that reproduces a run, for the victim and every shadow alike.
 
+Every field is declared once, with its default, the values it accepts and a line of help: the
+core sections here; the `[gate]` section by the gate itself (`gates.policy.GateSettings`); and
+each defense's and attack's own settings by that extension, in the `options` of its section.
+Validation, `prunectl init`'s template, the CLI's flags and the TOML and environment names
+(`prunectl.config`) are all read from these declarations.
+
 A recipe is built by :func:`prunectl.config.resolve` from defaults, a TOML file, `PRUNECTL_*`
 environment variables and CLI flags, then validated here before any work starts. Every error
-names the field (as it is spelled in the TOML file) and the values it accepts.
+names the field as the TOML file spells it and the values it accepts.
+
+This is the leaf the rest of prunectl stands on: it imports neither torch nor numpy, so that
+reading or refusing a recipe (`prunectl init`, a bad flag) takes a fraction of a second.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from gates.attacks import attack_names
-from gates.gate import GatePolicy
-from prunectl.defenses import DEFENSES, WEMEM_VARIANTS
+from exporters.options import DEFAULT_OPSET, OPSET_RANGE, Quantization, SparseStorage, choices
+from gates.attacks import attack_settings
+from gates.policy import GateSettings
+from gates.settings import BOOLEAN, Declared, Options, Rule, above, at_least, declared, invalid_message, is_integer, setting, with_options, within
+from prunectl.artifacts import EXPORT_FORMATS
+from prunectl.defenses import DEFENSES, defense_settings
 from prunectl.errors import RecipeError
+from prunectl.optimizers import OPTIMIZERS
+from prunectl.pruning.schedule import SCHEDULES
+from prunectl.pruning.scopes import SCOPES
 
-SCHEDULES = ("geometric", "cubic", "oneshot")
-SCOPES = ("global", "layerwise")
-OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("cpu", "cuda", "auto")
-SPARSE_STORAGE = ("auto", "dense")
-QUANTIZATION = ("none", "int8")
-RSW_ORDERS = ("h2l", "l2h")
+DATA_SOURCE_FORMS = "digits | fashion-mnist[:DIR] | imagefolder:DIR | npz:FILE | csv:FILE"
+MODEL_SOURCE_FORMS = "builtin:cnn | builtin:mlp | torchvision:ARCH | torchscript:FILE | state-dict:FILE"
+
+NON_EMPTY = Rule("a non-empty string", lambda value: isinstance(value, str) and bool(value))
+SPLIT_SIZE = Rule("an integer >= 1, or unset for the 4:1:4:9 default", lambda value: is_integer(value) and value >= 1)
+RUN_NAME = Rule(
+    "a non-empty name without '/' or control characters (newline, tab, ...)",
+    # The name becomes a directory name and appears in messages, which must stay one line.
+    lambda name: isinstance(name, str)
+    and bool(name)
+    and "/" not in name
+    and name not in (".", "..")
+    and not any(unicodedata.category(c) == "Cc" for c in name),
+)
 
 
 @dataclass(frozen=True)
@@ -36,35 +58,58 @@ class DataSpec:
     shadow trains on a random half of it). On `digits` (1,797 samples) that is 399/99/399/900.
     """
 
-    source: str = "digits"
-    label_column: str = "label"
-    image_size: int = 32
-    members: int | None = None
-    dev: int | None = None
-    holdout: int | None = None
-    shadow_pool: int | None = None
+    note = "Where the data comes from and how it is split (fixed by the seed, recorded in the run directory)."
+
+    source: str = setting("digits", help=DATA_SOURCE_FORMS, rule=Rule(DATA_SOURCE_FORMS, NON_EMPTY.accepts))
+    label_column: str = setting("label", help="csv only: the column holding the class", rule=NON_EMPTY)
+    image_size: int = setting(32, help="imagefolder only: images are resized to image_size x image_size (>= 4)", rule=at_least(4))
+    members: int | None = setting(
+        None,
+        help="trains the released model (>= 1); unset: 4/18 of the data (members:dev:holdout:shadow_pool = 4:1:4:9)",
+        rule=SPLIT_SIZE,
+        example=400,
+    )
+    dev: int | None = setting(None, help="model selection only (>= 1); unset: 1/18 of the data", rule=SPLIT_SIZE, example=100)
+    holdout: int | None = setting(
+        None, help="never trained on: test accuracy and the gate's non-members (>= 1); unset: 4/18 of the data", rule=SPLIT_SIZE, example=400
+    )
+    shadow_pool: int | None = setting(
+        None, help="the data of the gate's shadow models (>= 1); unset: 9/18 of the data", rule=SPLIT_SIZE, example=900
+    )
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """The architecture (and optionally a base checkpoint to start from instead of training)."""
 
-    source: str = "builtin:cnn"
-    factory: str | None = None
-    widths: tuple[int, ...] = (256, 128)
-    checkpoint: str | None = None
+    note = "The architecture, and optionally base weights to prune instead of training them."
+
+    source: str = setting("builtin:cnn", help=MODEL_SOURCE_FORMS, rule=Rule(MODEL_SOURCE_FORMS, NON_EMPTY.accepts))
+    factory: str | None = setting(
+        None, help="state-dict:FILE only: module:function that builds the architecture", rule=NON_EMPTY, example="mynets:make"
+    )
+    widths: tuple[int, ...] = setting(
+        (256, 128),
+        help="builtin:mlp only: hidden layer widths, integers >= 1",
+        rule=Rule("one or more integers >= 1", lambda value: len(value) >= 1 and all(is_integer(w) and w >= 1 for w in value)),
+    )
+    checkpoint: str | None = setting(
+        None, help="state-dict weights to prune instead of training a base model", rule=NON_EMPTY, example="base.pt"
+    )
 
 
 @dataclass(frozen=True)
 class TrainSpec:
     """Base training on the members split (skipped when a base checkpoint is given)."""
 
-    epochs: int = 30
-    batch_size: int = 64
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.0
+    note = "Base training on the members split (skipped when model.checkpoint is set)."
+
+    epochs: int = setting(30, help="base training epochs (>= 1)", rule=at_least(1))
+    batch_size: int = setting(64, help="batch size for base training and fine-tuning (>= 1)", rule=at_least(1))
+    optimizer: str = setting("adam", help="{choices}", choices=OPTIMIZERS.names)
+    lr: float = setting(1e-3, help="base training learning rate (> 0)", rule=above(0))
+    momentum: float = setting(0.9, help="sgd only: in [0, 1)", rule=within(0, 1, high_open=True))
+    weight_decay: float = setting(0.0, help="weight decay (>= 0)", rule=at_least(0, integer=False))
 
 
 @dataclass(frozen=True)
@@ -78,19 +123,33 @@ class PruneSpec:
     the pruned layers only.
     """
 
-    target_sparsity: float = 0.9
-    rounds: int = 5
-    epochs_per_round: int = 3
-    schedule: str = "cubic"
-    scope: str = "global"
-    keep_first_dense: bool = False
-    keep_last_dense: bool = True
-    lr: float = 1e-3
+    note = "Iterative magnitude pruning: rounds x (prune to the round's sparsity, fine-tune epochs_per_round)."
+
+    target_sparsity: float = setting(
+        0.9,
+        help="fraction of conv/linear weights set to zero after the last round, in [0, 1)",
+        rule=within(0, 1, high_open=True, example=0.9),
+    )
+    rounds: int = setting(5, help="prune-then-fine-tune rounds (>= 1)", rule=at_least(1))
+    epochs_per_round: int = setting(3, help="fine-tuning epochs after each round's pruning (>= 1)", rule=at_least(1))
+    schedule: str = setting(
+        "cubic", help="sparsity per round: {choices} (geometric: 1-(1-s)^(k/R); cubic: Zhu & Gupta)", choices=SCHEDULES.names
+    )
+    scope: str = setting(
+        "global", help="{choices}: one magnitude threshold across layers, or the same sparsity in each layer", choices=SCOPES.names
+    )
+    keep_first_dense: bool = setting(False, help="true: never prune the first conv/linear layer", rule=BOOLEAN)
+    keep_last_dense: bool = setting(True, help="true: never prune the last conv/linear layer (the classifier)", rule=BOOLEAN)
+    lr: float = setting(1e-3, help="fine-tuning learning rate (> 0)", rule=above(0))
 
 
+@with_options(defense_settings)
 @dataclass(frozen=True)
 class DefenseSpec:
-    """The privacy defense applied while fine-tuning the pruned model.
+    """The privacy defense applied while fine-tuning the pruned model, and every defense's settings.
+
+    `name` picks the defense; each registered defense (`prunectl.defenses`) declares its own
+    settings, held in `options` and readable as attributes (`spec.kl_weight`). The built-in ones:
 
     - `kl` (Yuan & Zhang 2022): cross-entropy + `kl_weight` × KL divergence between the sorted
       posteriors of the two halves of each batch, pulling member and non-member posteriors together.
@@ -99,68 +158,56 @@ class DefenseSpec:
       samples with memorization score >= `rmr_threshold` in their own batches with weight decay
       `rmr_weight_decay`; `swmr` does both. Width and stride 0 mean: derived from the class size
       and the number of fine-tuning epochs so every member is trained on at least once.
-    Memorization scores come from `memscore_models` helper models (an even number: complementary
-    halves of the members), cached by content; `memscores` loads the victim's from a CSV instead.
+      Memorization scores come from `memscore_models` helper models (an even number: complementary
+      halves of the members), cached by content; `memscores` loads the victim's from a CSV instead.
 
     Default: wemem rmr, the best privacy/accuracy trade-off in the defenses benchmark (BENCHMARKS.md,
     "defenses"), with `rmr_threshold` 0.25 rather than the reference's 0.5: on the embedded
     default, 0.5 marks ~8% of members risky and the gate still failed (BENCHMARKS.md, "compress").
     """
 
-    name: str = "wemem"
-    kl_weight: float = 4.0
-    wemem_variant: str = "rmr"
-    rsw_order: str = "h2l"
-    rsw_width: int = 0
-    rsw_stride: int = 0
-    rmr_threshold: float = 0.25
-    rmr_weight_decay: float = 0.1
-    memscore_models: int = 8
-    memscores: str | None = None
+    note = "The privacy defense applied while fine-tuning; the gate's shadow models run it too."
+
+    name: str = setting("wemem", help="{choices}", choices=DEFENSES.names)
+    options: Options = field(default_factory=Options)
 
 
 @dataclass(frozen=True)
 class ExportSpec:
     """The ONNX release artifact and how it is benchmarked."""
 
-    opset: int = 17
-    sparse: str = "auto"
-    quantize: str = "none"
-    tolerance: float = 1e-4
-    bench_threads: int = 1
-    bench_batch: int = 1
+    note = "The ONNX release artifact (prunectl export) and its benchmark (prunectl bench)."
+
+    format: str = setting("onnx", help="artifact format: {choices}", choices=EXPORT_FORMATS.names)
+    opset: int = setting(
+        DEFAULT_OPSET,
+        help=f"ONNX opset, {OPSET_RANGE[0]} to {OPSET_RANGE[1]}",
+        rule=within(*OPSET_RANGE, integer=True, note=f"{DEFAULT_OPSET} is widely supported"),
+    )
+    sparse: str = setting(
+        SparseStorage.AUTO.value,
+        help="{choices}: sparse initializers where they are smaller (a size format), or never",
+        choices=choices(SparseStorage),
+    )
+    quantize: str = setting(
+        Quantization.NONE.value, help="{choices} (int8: onnxruntime dynamic quantisation)", choices=choices(Quantization)
+    )
+    tolerance: float = setting(1e-4, help="max |logit difference| allowed between torch and onnxruntime (> 0)", rule=above(0))
+    bench_threads: int = setting(1, help="prunectl bench: intra-op threads (>= 1; 1: like an edge device)", rule=at_least(1))
+    bench_batch: int = setting(1, help="prunectl bench: batch size (>= 1)", rule=at_least(1))
 
 
-@dataclass(frozen=True)
-class GateSpec:
-    """The privacy release gate (DESIGN.md, "The gate's contract"); defaults are the gate's own.
-
-    The gated advantage is the maximum over `attacks` (SAMIA and the threshold family by
-    default), so the gate never reports less leakage than the simplest attack finds.
-    `eval_size` caps the evaluation set per side (0: every class-balanced member/holdout pair).
-    `strict` gates on the upper end of the 95% interval instead of the point estimate.
-    `attack_train_size` caps the shadow members (and as many non-members) the attacks learn
-    from (0: all); each costs `sensitivity_samples` + 1 forward passes per model audited.
-    """
-
-    attacks: tuple[str, ...] = GatePolicy.attacks
-    max_advantage: float = GatePolicy.max_advantage
-    strict: bool = GatePolicy.strict
-    shadows: int = GatePolicy.shadows
-    eval_size: int = GatePolicy.eval_size
-    max_shadow_accuracy_drop: float = GatePolicy.max_shadow_accuracy_drop
-    sensitivity_samples: int = GatePolicy.sensitivity_samples
-    sensitivity_eps: float = GatePolicy.sensitivity_eps
-    bootstrap: int = GatePolicy.bootstrap
-    audit_original: bool = GatePolicy.audit_original
-    attack_train_size: int = GatePolicy.attack_train_size
+GateSpec = GateSettings
+"""The `[gate]` section is the gate's own settings type (`gates.policy`), so it cannot drift from it."""
 
 
 @dataclass(frozen=True)
 class Recipe:
-    name: str | None = None
-    seed: int = 0
-    device: str = "cpu"
+    name: str | None = setting(
+        None, help="run directory runs/<name> (override with --out); unset: the data source's kind", rule=RUN_NAME, example="my-model"
+    )
+    seed: int = setting(0, help="integer >= 0; the splits, initialisation and shuffling all derive from it", rule=at_least(0))
+    device: str = setting("cpu", help="{choices}", choices=DEVICES)
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
@@ -177,7 +224,12 @@ class Recipe:
         return self.data.source.split(":", 1)[0]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Top-level fields, then each section as a table of its settings (extension settings included)."""
+        out: dict[str, Any] = {name: getattr(self, name) for name in TOP_LEVEL}
+        for item in fields():
+            if item.section is not None:
+                out.setdefault(item.section, {})[item.name] = item.get(self)
+        return out
 
 
 SECTIONS: dict[str, type] = {
@@ -189,130 +241,62 @@ SECTIONS: dict[str, type] = {
     "export": ExportSpec,
     "gate": GateSpec,
 }
-TOP_LEVEL = ("name", "seed", "device")
+TOP_LEVEL = tuple(item.name for item in declared(Recipe))
+SECTION_OPTIONS = {"defense": defense_settings, "gate": attack_settings}
+"""The sections whose `options` hold extensions' settings, and where those are declared."""
 
 
-def _require(condition: bool, field_name: str, value: Any, allowed: str) -> None:
-    if not condition:
-        raise RecipeError(f"{field_name} = {value!r} is invalid; allowed: {allowed}")
+@dataclass(frozen=True)
+class RecipeField:
+    """One setting of the recipe: its dotted name, its section, and its declaration.
+
+    `in_options` marks an extension's setting, kept in its section's `options`."""
+
+    dotted: str
+    section: str | None
+    declaration: Declared
+    in_options: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.declaration.name
+
+    def get(self, recipe: Recipe) -> Any:
+        holder: Any = recipe if self.section is None else getattr(recipe, self.section)
+        return holder.options[self.name] if self.in_options else getattr(holder, self.name)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def fields() -> list[RecipeField]:
+    """Every setting a recipe has, in file order: core fields, then each section's (extensions' last).
+
+    Asked anew each time, because extensions can register after import (a test's defense)."""
+    found = [RecipeField(item.name, None, item) for item in declared(Recipe)]
+    for section, spec in SECTIONS.items():
+        found += [RecipeField(f"{section}.{item.name}", section, item) for item in declared(spec)]
+        if section in SECTION_OPTIONS:
+            found += [RecipeField(f"{section}.{item.name}", section, item, True) for item in SECTION_OPTIONS[section]().values()]
+    return found
 
 
 def validate(recipe: Recipe) -> Recipe:
-    """Check every field's value range; sources and paths are checked by their registries."""
-    _require(isinstance(recipe.seed, int) and recipe.seed >= 0, "seed", recipe.seed, "an integer >= 0")
-    _require(recipe.device in DEVICES, "device", recipe.device, " | ".join(DEVICES))
-    if recipe.name is not None:
-        # The name becomes a directory name and appears in messages, which must stay one line.
-        _require(
-            bool(recipe.name)
-            and "/" not in recipe.name
-            and recipe.name not in (".", "..")
-            and not any(unicodedata.category(c) == "Cc" for c in recipe.name),
-            "name",
-            recipe.name,
-            "a non-empty name without '/' or control characters (newline, tab, ...)",
-        )
-
-    data = recipe.data
-    _require(bool(data.source), "data.source", data.source, "digits | fashion-mnist[:DIR] | imagefolder:DIR | npz:FILE | csv:FILE")
-    _require(data.image_size >= 4, "data.image_size", data.image_size, "an integer >= 4")
-    for name in ("members", "dev", "holdout", "shadow_pool"):
-        size = getattr(data, name)
-        _require(size is None or size >= 1, f"data.{name}", size, "an integer >= 1, or unset for the 4:1:4:9 default")
-
-    model = recipe.model
-    _require(bool(model.source), "model.source", model.source, "builtin:cnn | builtin:mlp | torchvision:ARCH | torchscript:FILE | state-dict:FILE")
-    _require(len(model.widths) >= 1 and all(w >= 1 for w in model.widths), "model.widths", model.widths, "one or more integers >= 1")
-
-    train = recipe.train
-    _require(train.epochs >= 1, "train.epochs", train.epochs, "an integer >= 1")
-    _require(train.batch_size >= 1, "train.batch_size", train.batch_size, "an integer >= 1")
-    _require(train.optimizer in OPTIMIZERS, "train.optimizer", train.optimizer, " | ".join(OPTIMIZERS))
-    _require(_is_number(train.lr) and train.lr > 0, "train.lr", train.lr, "a number > 0")
-    _require(_is_number(train.momentum) and 0 <= train.momentum < 1, "train.momentum", train.momentum, "a number in [0, 1)")
-    _require(_is_number(train.weight_decay) and train.weight_decay >= 0, "train.weight_decay", train.weight_decay, "a number >= 0")
-
-    prune = recipe.prune
-    _require(
-        _is_number(prune.target_sparsity) and 0 <= prune.target_sparsity < 1,
-        "prune.target_sparsity",
-        prune.target_sparsity,
-        "a number in [0, 1), e.g. 0.9",
-    )
-    _require(prune.rounds >= 1, "prune.rounds", prune.rounds, "an integer >= 1")
-    _require(prune.epochs_per_round >= 1, "prune.epochs_per_round", prune.epochs_per_round, "an integer >= 1")
-    _require(prune.schedule in SCHEDULES, "prune.schedule", prune.schedule, " | ".join(SCHEDULES))
-    _require(prune.scope in SCOPES, "prune.scope", prune.scope, " | ".join(SCOPES))
-    _require(_is_number(prune.lr) and prune.lr > 0, "prune.lr", prune.lr, "a number > 0")
-
-    export = recipe.export
-    _require(9 <= export.opset <= 20, "export.opset", export.opset, "an integer from 9 to 20 (17 is widely supported)")
-    _require(export.sparse in SPARSE_STORAGE, "export.sparse", export.sparse, " | ".join(SPARSE_STORAGE))
-    _require(export.quantize in QUANTIZATION, "export.quantize", export.quantize, " | ".join(QUANTIZATION))
-    _require(_is_number(export.tolerance) and export.tolerance > 0, "export.tolerance", export.tolerance, "a number > 0")
-    _require(export.bench_threads >= 1, "export.bench_threads", export.bench_threads, "an integer >= 1")
-    _require(export.bench_batch >= 1, "export.bench_batch", export.bench_batch, "an integer >= 1")
-
-    gate = recipe.gate
-    known_attacks = attack_names()
-    _require(
-        len(gate.attacks) >= 1 and all(a in known_attacks for a in gate.attacks) and len(set(gate.attacks)) == len(gate.attacks),
-        "gate.attacks",
-        list(gate.attacks),
-        "one or more distinct names of " + " | ".join(known_attacks),
-    )
-    _require(
-        _is_number(gate.max_advantage) and 0 <= gate.max_advantage <= 1, "gate.max_advantage", gate.max_advantage, "a number in [0, 1], e.g. 0.1"
-    )
-    _require(gate.shadows >= 1, "gate.shadows", gate.shadows, "an integer >= 1 (4 is the default)")
-    _require(gate.eval_size >= 0, "gate.eval_size", gate.eval_size, "an integer >= 0 (0: use every balanced pair)")
-    _require(
-        _is_number(gate.max_shadow_accuracy_drop) and 0 <= gate.max_shadow_accuracy_drop <= 1,
-        "gate.max_shadow_accuracy_drop",
-        gate.max_shadow_accuracy_drop,
-        "a number in [0, 1] (0.10 = 10 points)",
-    )
-    _require(gate.sensitivity_samples >= 1, "gate.sensitivity_samples", gate.sensitivity_samples, "an integer >= 1")
-    _require(_is_number(gate.sensitivity_eps) and gate.sensitivity_eps > 0, "gate.sensitivity_eps", gate.sensitivity_eps, "a number > 0")
-    _require(gate.attack_train_size >= 0, "gate.attack_train_size", gate.attack_train_size, "an integer >= 0 (0: every shadow sample)")
-    _require(gate.bootstrap >= 100, "gate.bootstrap", gate.bootstrap, "an integer >= 100 (bootstrap resamples)")
-
-    defense = recipe.defense
-    _require(defense.name in DEFENSES, "defense.name", defense.name, " | ".join(DEFENSES.names()))
-    _require(
-        _is_number(defense.kl_weight) and 0 <= defense.kl_weight <= 1000, "defense.kl_weight", defense.kl_weight, "a number in [0, 1000], e.g. 4"
-    )
-    _require(defense.wemem_variant in WEMEM_VARIANTS, "defense.wemem_variant", defense.wemem_variant, " | ".join(WEMEM_VARIANTS))
-    _require(defense.rsw_order in RSW_ORDERS, "defense.rsw_order", defense.rsw_order, " | ".join(RSW_ORDERS))
-    _require(defense.rsw_width >= 0, "defense.rsw_width", defense.rsw_width, "an integer >= 0 (0: derived from the data)")
-    _require(defense.rsw_stride >= 0, "defense.rsw_stride", defense.rsw_stride, "an integer >= 0 (0: derived from the data)")
-    _require(
-        _is_number(defense.rmr_threshold) and -1 <= defense.rmr_threshold <= 1,
-        "defense.rmr_threshold",
-        defense.rmr_threshold,
-        "a number in [-1, 1] (memorization scores lie there), e.g. 0.5",
-    )
-    _require(
-        _is_number(defense.rmr_weight_decay) and defense.rmr_weight_decay >= 0,
-        "defense.rmr_weight_decay",
-        defense.rmr_weight_decay,
-        "a number >= 0, e.g. 0.1",
-    )
-    _require(
-        defense.memscore_models >= 4 and defense.memscore_models % 2 == 0,
-        "defense.memscore_models",
-        defense.memscore_models,
-        "an even integer >= 4 (complementary halves; 4 is the least that gives a split-half noise estimate)",
-    )
-    _require(defense.memscores is None or bool(defense.memscores), "defense.memscores", defense.memscores, "a CSV file path, or unset")
-    _require(
-        defense.memscores is None or defense.name == "wemem",
-        "defense.memscores",
-        defense.memscores,
-        f"unset: only defense.name = 'wemem' uses memorization scores (it is {defense.name!r})",
-    )
+    """Check every field's value; sources and paths are checked by their registries later."""
+    for problem in _problems(recipe):
+        raise RecipeError(problem)
     return recipe
+
+
+def _problems(recipe: Recipe) -> Iterator[str]:
+    selected = {"defense": {recipe.defense.name}, "gate": set(recipe.gate.attacks)}
+    for item in fields():
+        value = item.get(recipe)
+        allowed = item.declaration.problem(value)
+        if allowed is not None:
+            yield invalid_message(item.dotted, value, allowed)
+        elif item.in_options and value is not None and item.declaration.default is None:
+            # An optional setting of an extension that is not selected would be silently ignored.
+            owners = item.declaration.owners
+            if not set(owners) & selected[str(item.section)]:
+                chooser = "defense.name" if item.section == "defense" else "gate.attacks"
+                current = recipe.defense.name if item.section == "defense" else ",".join(recipe.gate.attacks)
+                wanted = " or ".join(repr(o) for o in owners)
+                yield invalid_message(item.dotted, value, f"unset: only {chooser} = {wanted} uses it (it is {current!r})")

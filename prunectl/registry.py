@@ -1,48 +1,14 @@
-"""A tiny named registry: one per kind of pluggable thing (data, models, defenses, schedules)."""
+"""The registry every kind of extension uses (data and model sources, defenses, schedules, ...).
+
+It is `gates.registry.Registry`, the one implementation `gates` and `prunectl` share; this
+module adds the `"kind:arg"` source syntax the source registries parse.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from gates.registry import Registry
 
-from prunectl.errors import PrunectlError
-
-T = TypeVar("T")
-
-
-class Registry(Generic[T]):
-    """Maps names to implementations; an unknown name raises an error listing the known ones."""
-
-    def __init__(self, kind: str, error: type[PrunectlError] = PrunectlError) -> None:
-        self.kind = kind
-        self._error = error
-        self._items: dict[str, T] = {}
-
-    def register(self, name: str) -> Callable[[T], T]:
-        def decorator(item: T) -> T:
-            if name in self._items:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
-            self._items[name] = item
-            return item
-
-        return decorator
-
-    def get(self, name: str) -> T:
-        try:
-            return self._items[name]
-        except KeyError:
-            raise self._error(
-                f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}"
-            ) from None
-
-    def names(self) -> list[str]:
-        return sorted(self._items)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._items
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
+__all__ = ["Registry", "split_source"]
 
 
 def split_source(source: str) -> tuple[str, str | None]:

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from prunectl.data import Dataset
 from prunectl.errors import RecipeError
+from prunectl.optimizers import OptimizerSettings, make_optimizer
 
 
 @dataclass(frozen=True)
@@ -26,16 +27,6 @@ class Batch:
     x: torch.Tensor
     y: torch.Tensor
     indices: torch.Tensor
-
-
-@dataclass(frozen=True)
-class OptimizerSettings:
-    """What the fit loop needs to build an optimizer: base training and fine-tuning differ in lr."""
-
-    name: str
-    lr: float
-    momentum: float = 0.9
-    weight_decay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -107,14 +98,6 @@ def grouped_batches(groups: list[np.ndarray], batch_size: int, generator: torch.
         batches.extend(index[start : start + batch_size] for start in range(0, index.numel(), batch_size))
     order = torch.randperm(len(batches), generator=generator).tolist()
     return [batches[i] for i in order]
-
-
-def make_optimizer(parameters: Any, settings: OptimizerSettings) -> torch.optim.Optimizer:
-    if settings.name == "adam":
-        return torch.optim.Adam(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
-    if settings.name == "sgd":
-        return torch.optim.SGD(parameters, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
-    raise RecipeError(f"unknown optimizer {settings.name!r}; choose adam or sgd")
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:

@@ -361,9 +361,9 @@ CASES = [
          "PRUNECTL_PRUNE_ROUNDS = 'many' is invalid; expected an integer"),
     # -- unknown sources ---------------------------------------------------------------------
     case("prune-unknown-data-source", lambda w: w.prune("--data", "cifar"),
-         "unknown data source 'cifar'; choose one of: csv, digits, fashion-mnist, imagefolder, npz"),
+         "unknown data source 'cifar'; choose one of: digits, fashion-mnist, imagefolder, npz, csv"),
     case("prune-unknown-model-source", lambda w: w.prune("--model", "keras:model.h5"),
-         "unknown model source 'keras'; choose one of: builtin, state-dict, torchscript, torchvision"),
+         "unknown model source 'keras'; choose one of: builtin, torchvision, torchscript, state-dict"),
     case("prune-unknown-builtin-model", lambda w: w.prune("--model", "builtin:vit"), "unknown builtin model 'vit'"),
     case("prune-data-source-without-its-path", lambda w: w.prune("--data", "npz"), "needs a path: use npz:PATH"),
     # -- missing and unreadable paths ----------------------------------------------------------

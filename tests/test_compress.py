@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from prunectl import api
 from prunectl.cli import app
 from prunectl.config import to_toml
+from prunectl.files import file_sha256
 from prunectl.recipe import Recipe
 
 runner = CliRunner()
@@ -105,7 +106,7 @@ def test_the_manifest_records_hashes_versions_metrics_verdict_and_time_per_stage
     assert manifest["gate"]["checkpoints_sha256"]["pruned.pt"] == manifest["files"]["pruned.pt"]
     release = manifest["release"]
     assert release["verdict"] == "pass" and release["released"] is True
-    assert release["artifact"]["sha256"] == api.file_sha256(run / "export" / "model.onnx")
+    assert release["artifact"]["sha256"] == file_sha256(run / "export" / "model.onnx")
     assert manifest["export"]["files"]["model.onnx"] == release["artifact"]["sha256"]
     headline = release["headline"]
     assert {"base_accuracy", "pruned_accuracy", "sparsity", "gate", "latency"} <= set(headline)
@@ -194,12 +195,12 @@ def test_resuming_a_finished_run_with_a_different_recipe_is_refused(run_copy):
 
 
 def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, monkeypatch):
-    import prunectl.release
+    import prunectl.stages.release
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(prunectl.release, "_prune_stage", interrupted)
+    monkeypatch.setattr(prunectl.stages.release, "prune_or_reuse", interrupted)
     result = runner.invoke(app, ["compress", "--out", str(tmp_path / "run"), "--overwrite"])
     assert result.exit_code == 130
     assert "--resume in place of --overwrite" in result.output and "Traceback" not in result.output
@@ -208,7 +209,7 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, monkeypatch):
 @pytest.mark.parametrize(("advantage", "borderline"), [(0.09, True), (0.12, True), (0.01, False), (0.25, False)])
 def test_the_summary_flags_a_verdict_closer_to_the_threshold_than_the_resolution(advantage, borderline):
     from prunectl.commands.compress import _gate_line
-    from prunectl.release import GateHeadline
+    from prunectl.stages.release import GateHeadline
 
     gate = GateHeadline(
         verdict="pass" if advantage <= 0.1 else "fail",
@@ -232,20 +233,24 @@ def test_every_default_the_help_states_is_the_recipes_default():
     import typing
 
     from prunectl.commands import _options
-    from prunectl.config import _get
+    from prunectl.config import recipe_fields
     from prunectl.recipe import Recipe
 
-    aliases = {"wemem_variant": "WememVariantOption"}
-    layer_words = {"dense": True, "pruned": False}
+    fields = recipe_fields()
+    layer_words = {"dense": True, "pruned": False, "true": True, "false": False}
     stated = 0
     for parameter, dotted in _options.RECIPE_FLAGS.items():
-        alias = aliases.get(parameter, "".join(part.title() for part in parameter.split("_")))
+        alias = "".join(part.title() for part in parameter.split("_"))
+        if not hasattr(_options, alias):  # the export command's own flags
+            continue
         option = typing.get_args(getattr(_options, alias))[1]
         match = re.search(r"\(default: ([^)]+)\)", option.help or "")
         if match is None:
             continue
         stated += 1
-        default = _get(Recipe(), dotted)
+        default = fields[dotted].get(Recipe())
+        if isinstance(default, tuple):
+            default = ",".join(default)
         said = layer_words[match.group(1)] if isinstance(default, bool) else match.group(1)
         assert said == (default if isinstance(default, bool) else str(default)), (dotted, match.group(1), default)
     assert stated >= 9

@@ -32,11 +32,11 @@ def test_digits_is_the_embedded_default_with_ten_classes():
 
 
 def test_the_registry_lists_every_source():
-    assert DATA_SOURCES.names() == ["csv", "digits", "fashion-mnist", "imagefolder", "npz"]
+    assert DATA_SOURCES.names() == ("digits", "fashion-mnist", "imagefolder", "npz", "csv")
 
 
 def test_unknown_source_names_the_known_ones():
-    with pytest.raises(DataError, match="csv, digits, fashion-mnist, imagefolder, npz"):
+    with pytest.raises(DataError, match="digits, fashion-mnist, imagefolder, npz, csv"):
         check_source(DataSpec(source="cifar"))
 
 

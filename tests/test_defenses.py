@@ -14,7 +14,7 @@ from torch import nn
 
 import prunectl.pruning.engine as engine
 from prunectl.data import load_dataset, make_splits
-from prunectl.defenses.kl import KLDefense, pair_kl
+from prunectl.defenses.kl import KLDefense, KLSettings, pair_kl
 from prunectl.defenses.wemem import DefenseSetupError, class_orders, derive_window
 from prunectl.pipeline import run_pipeline
 from prunectl.pruning.masks import measure_sparsity
@@ -209,7 +209,7 @@ def test_kl_stays_finite_and_bounded_on_saturated_logits():
     x, y = torch.randn(32, 8), torch.randint(0, 10, (32,))
     probabilities = torch.softmax(model(x), dim=1)
     assert (probabilities == 0).any(), "the test needs a softmax that underflows"
-    defense = KLDefense(16.0)
+    defense = KLDefense(KLSettings(kl_weight=16.0))
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
     for _ in range(20):
         optimizer.zero_grad()
@@ -227,8 +227,8 @@ def test_kl_weight_scales_the_term_on_top_of_cross_entropy():
     logits = torch.randn(6, 4, generator=torch.Generator().manual_seed(1))
     labels = torch.tensor([0, 1, 2, 3, 0, 1])
     ce = torch.nn.functional.cross_entropy(logits, labels)
-    assert KLDefense(0.0).batch_loss(logits, labels, torch.arange(6)).item() == ce.item()
-    assert KLDefense(4.0).batch_loss(logits, labels, torch.arange(6)).item() == pytest.approx(ce.item() + 4 * pair_kl(logits).item())
+    assert KLDefense(KLSettings(kl_weight=0.0)).batch_loss(logits, labels, torch.arange(6)).item() == ce.item()
+    assert KLDefense(KLSettings(kl_weight=4.0)).batch_loss(logits, labels, torch.arange(6)).item() == pytest.approx(ce.item() + 4 * pair_kl(logits).item())
 
 
 # --- the fit loop's grouping, which RMR relies on ---------------------------------------------
@@ -268,17 +268,17 @@ def test_one_group_batches_exactly_like_an_ungrouped_epoch():
 
 
 def test_the_gates_shadows_run_the_same_defense_with_their_own_memorization_scores(tmp_path, monkeypatch):
-    import prunectl.defenses.wemem as wemem_module
+    import prunectl.pipeline as pipeline_module
     from prunectl.api import gate, prune
 
     scored: list[set[int]] = []
-    real = wemem_module.cached_estimate
+    real = pipeline_module.cached_estimate
 
     def recording(recipe, data, members, **kwargs):
         scored.append(set(np.asarray(members).tolist()))
         return real(recipe, data, members, **kwargs)
 
-    monkeypatch.setattr(wemem_module, "cached_estimate", recording)
+    monkeypatch.setattr(pipeline_module, "cached_estimate", recording)
     recipe = recipe_for(
         "wemem-swmr",
         gate__shadows=2,
@@ -300,7 +300,7 @@ def test_the_gates_shadows_run_the_same_defense_with_their_own_memorization_scor
 
 
 def test_a_memscore_file_applies_to_the_victim_and_shadows_compute_their_own(tmp_path):
-    from prunectl.defenses.memscore import MemscoreError
+    from prunectl.memscores import MemscoreError
 
     unrelated = tmp_path / "other.csv"
     unrelated.write_text("index,score\n0,0.5\n")  # scores for some other member set
@@ -316,7 +316,7 @@ def test_a_memscore_file_applies_to_the_victim_and_shadows_compute_their_own(tmp
 def test_a_bad_memscores_file_is_refused_before_any_training_and_leaves_no_run(tmp_path, monkeypatch):
     import prunectl.pipeline
     from prunectl.api import prune
-    from prunectl.defenses.memscore import MemscoreError
+    from prunectl.memscores import MemscoreError
 
     monkeypatch.setattr(prunectl.pipeline, "train_base", lambda *a, **k: pytest.fail("trained before checking the scores"))
     partial = tmp_path / "partial.csv"

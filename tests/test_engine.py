@@ -12,7 +12,7 @@ from prunectl.data import load_dataset, make_splits
 from prunectl.defenses.base import Defense, DefenseContext
 from prunectl.pipeline import run_pipeline
 from prunectl.pruning.masks import measure_sparsity
-from prunectl.run import RunDirectory
+from prunectl.rundir.directory import RunDirectory
 
 
 class RecordingDefense(Defense):

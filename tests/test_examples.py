@@ -18,7 +18,7 @@ from conftest import make_tiny_recipe
 from typer.testing import CliRunner
 
 from prunectl.cli import app
-from prunectl.config import FIELDS
+from prunectl.config import env_var, recipe_fields
 from prunectl.recipe import Recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,10 +30,10 @@ def tiny_environment(tmp_path: Path, **overrides: str) -> dict[str, str]:
     tiny = make_tiny_recipe(gate__shadows=2, gate__bootstrap=200).to_dict()
     defaults = Recipe().to_dict()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRUNECTL_")}
-    for dotted, info in FIELDS.items():
+    for dotted in recipe_fields():
         value, default = _get(tiny, dotted), _get(defaults, dotted)
         if value != default and value is not None:
-            env[info.env_var] = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+            env[env_var(dotted)] = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
     env.update({"PRUNECTL": str(PRUNECTL), "PRUNECTL_CACHE_DIR": str(tmp_path / "cache"), **overrides})
     return env
 

@@ -14,7 +14,7 @@ import gates.gate as gate_module
 from conftest import NaNOutputs
 from gates.gate import GatePolicy, run_gate, select_evaluation
 from prunectl.api import load_run
-from prunectl.gating import gate_inputs, gate_policy
+from prunectl.stages.gate import gate_inputs, gate_policy
 from prunectl.recipe import GateSpec
 
 FAST = GateSpec(shadows=2, bootstrap=200)
@@ -75,8 +75,8 @@ def test_the_victims_evaluation_samples_never_reach_attack_training(loaded, monk
     seen: list[np.ndarray] = []
     real_make_attack = gate_module.make_attack
 
-    def recording_make_attack(name, config):
-        attack = real_make_attack(name, config)
+    def recording_make_attack(name, options=None, **context):
+        attack = real_make_attack(name, options, **context)
         real_fit = attack.fit
 
         def fit(features, membership, *args, **kwargs):
@@ -161,7 +161,7 @@ class _NoSignalAttack:
 
 
 def test_an_attack_that_found_no_signal_is_named_in_the_warnings(loaded, monkeypatch):
-    monkeypatch.setattr(gate_module, "make_attack", lambda name, config: _NoSignalAttack())
+    monkeypatch.setattr(gate_module, "make_attack", lambda name, options=None, **context: _NoSignalAttack())
     result = run_gate(gate_inputs(loaded), _policy(loaded, attacks=("confidence",)))
     assert result.pruned.metrics("confidence").advantage == 0.0
     assert any("calls every sample a member" in w for w in result.warnings)

@@ -16,14 +16,14 @@ from gates.attacks import (
     attack_names,
     make_attack,
 )
-from gates.attacks.base import Attack, AttackConfig
-from gates.attacks.samia import SamiaAttack
+from gates.attacks.base import Attack, AttackContext
+from gates.attacks.samia import SamiaAttack, SamiaSettings
 from gates.attacks.threshold import SIGNALS, ThresholdAttack
 from gates.errors import GateInputError
 from gates.features import AttackFeatures
 
 # SAMIA settings that keep each fit around a second on 2 CPU cores
-FAST_SAMIA = AttackConfig(seed=0, samia_max_epochs=6, samia_patience=3)
+FAST_SAMIA = {"samia_max_epochs": 6, "samia_patience": 3}
 
 
 def synthetic(
@@ -70,22 +70,22 @@ def test_registry_names() -> None:
 
 @pytest.mark.parametrize("name", DEFAULT_ATTACKS)
 def test_make_attack_builds_a_fresh_attack_of_that_name(name: str) -> None:
-    attack = make_attack(name, AttackConfig())
+    attack = make_attack(name)
     assert isinstance(attack, Attack)
     assert attack.name == name
-    assert make_attack(name, AttackConfig()) is not attack
+    assert make_attack(name) is not attack
 
 
 def test_an_unknown_attack_name_lists_the_known_ones() -> None:
     with pytest.raises(GateInputError, match="unknown attack 'lira'.*samia, confidence, loss, entropy, modified_entropy, top1"):
-        make_attack("lira", AttackConfig())
+        make_attack("lira")
 
 
 def test_invalid_config_is_a_gate_input_error_naming_the_setting() -> None:
-    with pytest.raises(GateInputError, match="validation_fraction"):
-        AttackConfig(validation_fraction=1.0)
-    with pytest.raises(GateInputError, match="samia_batch_size"):
-        AttackConfig(samia_batch_size=1)
+    with pytest.raises(GateInputError, match=r"gate.samia_validation_fraction = 1.0 is invalid; allowed: a number in \[0, 1\)"):
+        make_attack("samia", {"samia_validation_fraction": 1.0})
+    with pytest.raises(GateInputError, match="gate.samia_batch_size = 1 is invalid"):
+        make_attack("samia", {"samia_batch_size": 1})
 
 
 # --- threshold attacks: signals -----------------------------------------------------------------
@@ -151,7 +151,7 @@ def per_class_shadow(n_per_class_side: int) -> tuple[AttackFeatures, np.ndarray]
 
 def test_per_class_thresholds_when_every_class_has_enough_shadow_samples() -> None:
     features, membership = per_class_shadow(20)  # exactly min_per_class on each side of each class
-    attack = make_attack("confidence", AttackConfig(min_per_class=20))
+    attack = make_attack("confidence", {"threshold_min_per_class": 20})
     attack.fit(features, membership)
     assert isinstance(attack, ThresholdAttack) and attack.per_class
     assert attack.threshold == 0.0
@@ -163,7 +163,7 @@ def test_per_class_thresholds_when_every_class_has_enough_shadow_samples() -> No
 
 def test_one_global_threshold_when_a_class_has_too_few_shadow_samples() -> None:
     features, membership = per_class_shadow(19)
-    attack = make_attack("confidence", AttackConfig(min_per_class=20))
+    attack = make_attack("confidence", {"threshold_min_per_class": 20})
     attack.fit(features, membership)
     assert not attack.per_class
     assert np.unique(attack.class_thresholds).size == 1
@@ -173,7 +173,7 @@ def test_one_global_threshold_when_a_class_has_too_few_shadow_samples() -> None:
 def test_a_class_missing_from_the_shadow_data_forces_a_global_threshold() -> None:
     features, membership = synthetic(200, 200, classes=3, seed=1)
     keep = features.labels != 2
-    attack = make_attack("loss", AttackConfig(min_per_class=5))
+    attack = make_attack("loss", {"threshold_min_per_class": 5})
     attack.fit(features.subset(keep), membership[keep])
     assert not attack.per_class
     assert np.all(np.isfinite(attack.score(features)))  # class 2 is still scored, against the global threshold
@@ -195,14 +195,14 @@ def test_every_attack_detects_members_with_clearly_higher_confidence(name: str) 
 def test_score_before_fit_is_an_error(name: str) -> None:
     features, _ = synthetic(5, 5)
     with pytest.raises(RuntimeError, match="fit"):
-        make_attack(name, AttackConfig()).score(features)
+        make_attack(name).score(features)
 
 
 @pytest.mark.parametrize("name", DEFAULT_ATTACKS)
 def test_shadow_data_without_non_members_is_a_gate_input_error(name: str) -> None:
     features, _ = synthetic(10, 10)
     with pytest.raises(GateInputError, match="members and non-members"):
-        make_attack(name, AttackConfig()).fit(features, np.ones(20, dtype=np.int64))
+        make_attack(name).fit(features, np.ones(20, dtype=np.int64))
 
 
 @pytest.mark.parametrize(("name", "min_per_class"), [("confidence", 1), ("confidence", 1000), ("samia", 20)])
@@ -215,7 +215,7 @@ def test_nan_posteriors_in_shadow_data_fail_closed(name: str, min_per_class: int
     posteriors = features.posteriors.copy()
     posteriors[3] = np.nan
     broken = AttackFeatures(posteriors, features.sensitivity, features.labels, features.indices)
-    attack = make_attack(name, AttackConfig(min_per_class=min_per_class, samia_max_epochs=3, samia_patience=2))
+    attack = make_attack(name, {"threshold_min_per_class": min_per_class, "samia_max_epochs": 3, "samia_patience": 2})
     attack.fit(broken, membership)
     if name == "confidence":
         assert attack.per_class == (min_per_class == 1)
@@ -232,7 +232,7 @@ def test_nan_posteriors_in_shadow_data_fail_closed(name: str, min_per_class: int
 def fitted_samia() -> tuple[SamiaAttack, AttackFeatures, np.ndarray, list[tuple[int, int]]]:
     shadow, membership = synthetic(300, 300, seed=1)
     epochs: list[tuple[int, int]] = []
-    attack = SamiaAttack(FAST_SAMIA)
+    attack = SamiaAttack(SamiaSettings(**FAST_SAMIA))
     attack.fit(shadow, membership, on_epoch=lambda done, total: epochs.append((done, total)))
     return attack, shadow, membership, epochs
 
@@ -258,14 +258,14 @@ def test_samia_threshold_is_the_best_threshold_on_its_validation_split(fitted_sa
 
 def test_samia_reports_each_epoch(fitted_samia) -> None:
     attack, _, _, epochs = fitted_samia
-    assert epochs == [(epoch, FAST_SAMIA.samia_max_epochs) for epoch in range(1, attack.epochs_run + 1)]
+    assert epochs == [(epoch, FAST_SAMIA["samia_max_epochs"]) for epoch in range(1, attack.epochs_run + 1)]
 
 
 def test_samia_threshold_corrects_for_a_member_heavy_shadow_set() -> None:
     """Trained on 5 members per non-member, the network says "member" too easily: 0.5 is the wrong cut."""
     shadow, shadow_membership = synthetic(600, 120, seed=10)
     evaluation, membership = synthetic(500, 500, seed=20)
-    attack = SamiaAttack(AttackConfig(seed=0, samia_max_epochs=5, samia_patience=3))
+    attack = SamiaAttack(SamiaSettings(samia_max_epochs=5, samia_patience=3), AttackContext(seed=0))
     attack.fit(shadow, shadow_membership)
     scores = attack.score(evaluation)
     assert attack.threshold > 0.7
@@ -276,21 +276,21 @@ def test_samia_threshold_corrects_for_a_member_heavy_shadow_set() -> None:
 def test_samia_is_deterministic_under_seed_and_leaves_the_global_rng_alone() -> None:
     shadow, membership = synthetic(120, 120, seed=3)
     evaluation, _ = synthetic(50, 50, seed=4)
-    config = AttackConfig(seed=7, samia_max_epochs=3, samia_patience=3)
+    config = (SamiaSettings(samia_max_epochs=3, samia_patience=3), AttackContext(seed=7))
 
     torch.manual_seed(123)
-    first = SamiaAttack(config)
+    first = SamiaAttack(*config)
     first.fit(shadow, membership)
     after_fit = torch.rand(1)
     torch.manual_seed(123)
     assert torch.equal(torch.rand(1), after_fit)  # fit drew nothing from the caller's generator
 
-    second = SamiaAttack(config)
+    second = SamiaAttack(*config)
     second.fit(shadow, membership)
     np.testing.assert_array_equal(first.score(evaluation), second.score(evaluation))
     assert first.threshold == second.threshold
 
-    other = SamiaAttack(AttackConfig(seed=8, samia_max_epochs=3, samia_patience=3))
+    other = SamiaAttack(SamiaSettings(samia_max_epochs=3, samia_patience=3), AttackContext(seed=8))
     other.fit(shadow, membership)
     assert not np.array_equal(first.score(evaluation), other.score(evaluation))
 
@@ -298,7 +298,7 @@ def test_samia_is_deterministic_under_seed_and_leaves_the_global_rng_alone() -> 
 def test_samia_stops_early_when_validation_auc_stalls() -> None:
     shadow, membership = synthetic(100, 100, seed=5)
     membership = np.random.default_rng(0).permutation(membership)  # labels unrelated to the features: nothing to learn
-    attack = SamiaAttack(AttackConfig(seed=0, samia_max_epochs=40, samia_patience=2))
+    attack = SamiaAttack(SamiaSettings(samia_max_epochs=40, samia_patience=2), AttackContext(seed=0))
     attack.fit(shadow, membership)
     assert attack.epochs_run < 40
     assert attack.epochs_run - attack.best_epoch == 2
@@ -307,7 +307,7 @@ def test_samia_stops_early_when_validation_auc_stalls() -> None:
 def test_samia_needs_two_samples_per_side() -> None:
     features, _ = synthetic(3, 1)
     with pytest.raises(GateInputError, match="at least 2 shadow non-members"):
-        SamiaAttack(AttackConfig()).fit(features, np.array([1, 1, 1, 0]))
+        SamiaAttack(SamiaSettings()).fit(features, np.array([1, 1, 1, 0]))
 
 
 def test_samia_refuses_features_with_another_number_of_classes(fitted_samia) -> None:
@@ -318,7 +318,7 @@ def test_samia_refuses_features_with_another_number_of_classes(fitted_samia) -> 
 
 def test_samia_trains_on_a_proportional_subsample_beyond_its_row_cap() -> None:
     shadow, membership = synthetic(400, 200, seed=6)
-    attack = SamiaAttack(AttackConfig(seed=0, samia_max_epochs=2, samia_patience=2, samia_max_samples=150))
+    attack = SamiaAttack(SamiaSettings(samia_max_epochs=2, samia_patience=2, samia_max_samples=150), AttackContext(seed=0))
     attack.fit(shadow, membership)
     assert 140 <= attack.trained_rows <= 150
     kept_members = membership[attack.validation_positions].mean()

@@ -25,7 +25,7 @@ ANY_LEAKAGE_PASSES = ["--shadows", "2", "--attacks", "confidence,loss", "--max-a
 
 
 def _shadow_training_crashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    import prunectl.gating
+    import prunectl.stages.gate
 
     def pipeline(progress=None, cache_dir=None):
         def run(recipe, members, dev, seed):
@@ -33,13 +33,13 @@ def _shadow_training_crashes(monkeypatch: pytest.MonkeyPatch) -> None:
 
         return run
 
-    monkeypatch.setattr(prunectl.gating, "pipeline_function", pipeline)
+    monkeypatch.setattr(prunectl.stages.gate, "pipeline_function", pipeline)
 
 
 def _a_shadow_diverges_to_nan(monkeypatch: pytest.MonkeyPatch) -> None:
-    import prunectl.gating
+    import prunectl.stages.gate
 
-    real = prunectl.gating.pipeline_function
+    real = prunectl.stages.gate.pipeline_function
 
     def pipeline(progress=None, cache_dir=None):
         inner = real(progress=progress, cache_dir=cache_dir)
@@ -50,21 +50,21 @@ def _a_shadow_diverges_to_nan(monkeypatch: pytest.MonkeyPatch) -> None:
 
         return run
 
-    monkeypatch.setattr(prunectl.gating, "pipeline_function", pipeline)
+    monkeypatch.setattr(prunectl.stages.gate, "pipeline_function", pipeline)
 
 
 def _the_victim_emits_nan(monkeypatch: pytest.MonkeyPatch) -> None:
     import dataclasses
 
-    import prunectl.api
+    import prunectl.stages.gate
 
-    real = prunectl.api.load_run
+    real = prunectl.stages.gate.load_run
 
     def load_run(run_dir):
         loaded = real(run_dir)
         return dataclasses.replace(loaded, pruned_model=NaNOutputs(loaded.pruned_model))
 
-    monkeypatch.setattr(prunectl.api, "load_run", load_run)
+    monkeypatch.setattr(prunectl.stages.gate, "load_run", load_run)
 
 
 def _patch_attack(monkeypatch: pytest.MonkeyPatch, name: str, **methods: Callable[..., object]) -> None:
@@ -73,8 +73,8 @@ def _patch_attack(monkeypatch: pytest.MonkeyPatch, name: str, **methods: Callabl
 
     real = gates.gate.make_attack
 
-    def make_attack(attack_name, config=None):
-        attack = real(attack_name, config)
+    def make_attack(attack_name, options=None, **context):
+        attack = real(attack_name, options, **context)
         if attack_name == name:
             for method, replacement in methods.items():
                 setattr(attack, method, replacement)
@@ -125,12 +125,12 @@ def test_a_broken_audit_is_not_passed_exit_1_and_leaves_no_pass_on_record(run_co
 
 
 def test_a_gate_that_is_killed_leaves_no_earlier_pass_on_record(run_copy, monkeypatch):
-    import prunectl.gating
+    import prunectl.stages.gate
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(prunectl.gating, "run_gate", interrupted)
+    monkeypatch.setattr(prunectl.stages.gate, "run_gate", interrupted)
     result = runner.invoke(app, ["gate", str(run_copy), *ANY_LEAKAGE_PASSES])
     assert result.exit_code == 130
     assert "gate" not in json.loads((run_copy / "manifest.json").read_text())

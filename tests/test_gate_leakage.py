@@ -14,7 +14,7 @@ from conftest import make_tiny_recipe
 
 from gates.gate import run_gate
 from prunectl.api import load_run, prune
-from prunectl.gating import gate_inputs, gate_policy
+from prunectl.stages.gate import gate_inputs, gate_policy
 from prunectl.recipe import GateSpec
 
 pytestmark = pytest.mark.slow

@@ -324,7 +324,7 @@ def test_summary_error_without_original_shows_dashes_na_warnings_and_error() -> 
         error="ValueError: scores are not finite",
     )
     text = render_summary(result)
-    assert text.startswith("## Privacy gate: ERROR (not passed)\n")
+    assert text.startswith("## Privacy gate: NOT PASSED (error)\n")
     assert "could not establish" in text
     rows = [line for line in text.splitlines() if line.startswith("| `")]
     assert all("| — |" in row for row in rows)
@@ -335,7 +335,7 @@ def test_summary_error_without_original_shows_dashes_na_warnings_and_error() -> 
 
 def test_summary_error_without_any_audit(error_result: GateResult) -> None:
     text = render_summary(error_result)
-    assert text.startswith("## Privacy gate: ERROR (not passed)\n")
+    assert text.startswith("## Privacy gate: NOT PASSED (error)\n")
     assert "diverged" in text and "Shadows: none." in text
 
 

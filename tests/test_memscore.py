@@ -19,9 +19,10 @@ from typer.testing import CliRunner
 from prunectl import api, pipeline
 from prunectl.cli import app
 from prunectl.data import Dataset, load_dataset
-from prunectl.defenses import memscore
-from prunectl.defenses.memscore import MemscoreError, MemScores, read_csv, write_csv
-from prunectl.pipeline import fit_like_base, fresh_model
+from prunectl import memscores as memscore
+from prunectl.memscores import MemscoreError, MemScores, read_csv, write_csv
+from prunectl.models import fresh_model
+from prunectl.pipeline import fit_like_base
 from prunectl.recipe import Recipe
 
 CPU = torch.device("cpu")

@@ -26,7 +26,7 @@ def _build(source: str, shape: DataShape = IMAGES, **fields) -> nn.Module:
 
 
 def test_registry_lists_every_source_kind():
-    assert MODEL_SOURCES.names() == ["builtin", "state-dict", "torchscript", "torchvision"]
+    assert MODEL_SOURCES.names() == ("builtin", "torchvision", "torchscript", "state-dict")
 
 
 def test_builtin_cnn_and_mlp_fit_the_data():
@@ -44,7 +44,7 @@ def test_builtin_cnn_refuses_tabular_data():
 def test_unknown_builtin_and_unknown_kind_list_the_choices():
     with pytest.raises(ModelError, match="cnn, mlp"):
         check_source(ModelSpec(source="builtin:vit"))
-    with pytest.raises(ModelError, match="builtin, state-dict, torchscript, torchvision"):
+    with pytest.raises(ModelError, match="builtin, torchvision, torchscript, state-dict"):
         check_source(ModelSpec(source="keras:model.h5"))
 
 

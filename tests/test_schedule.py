@@ -44,5 +44,5 @@ def test_rounds_outside_the_range_are_rejected():
 
 
 def test_unknown_schedule_lists_the_known_ones():
-    with pytest.raises(RecipeError, match="cubic, geometric, oneshot"):
+    with pytest.raises(RecipeError, match="geometric, cubic, oneshot"):
         SCHEDULES.get("linear")

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from prunectl import api
 from prunectl.cli import app
 from prunectl.errors import IntegrityError
+from prunectl.stages.export import export_metadata
 
 runner = CliRunner()
 
@@ -120,7 +121,7 @@ def _ship_the_unpruned_model_under_the_audited_name(run: Path) -> None:
     loaded = api.load_run(run)
     audited = loaded.checkpoints_sha256["pruned.pt"]
     holdout = loaded.data.x[torch.as_tensor(loaded.splits.holdout)]
-    metadata = api.export_metadata(loaded, "passed: forged", audited)
+    metadata = export_metadata(loaded, "passed: forged", audited)
     export_model(loaded.base_model, holdout[:1], run / "export", metadata=metadata, parity_inputs=holdout[:8])
     onnx_sha, xz_sha = _sha256(run / "export" / "model.onnx"), _sha256(run / "export" / "model.onnx.xz")
 

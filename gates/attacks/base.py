@@ -3,51 +3,38 @@
 Everything an attack decides — its model weights and its decision threshold — comes from the
 shadow features given to `fit`. `score` never learns anything: the gate calls it on the victim's
 evaluation samples, and tuning on those would report leakage the attacker could not achieve.
+
+An attack is one class in one file, registered in `gates.attacks` with one line. The class
+carries its declaration: `name`, a one-line `summary`, and `Settings`, a frozen dataclass of
+:func:`gates.settings.setting` fields (or None). Its settings are keys of the recipe's `[gate]`
+section, so each is prefixed with the attack's name (`samia_lr`). The gate builds it as
+`AttackClass(settings, context)`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
-
-import numpy as np
-from numpy.typing import ArrayLike
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from gates.errors import GateInputError
-from gates.features import AttackFeatures
+from gates.lazy import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from gates.features import AttackFeatures
 
 EpochCallback = Callable[[int, int], None]
 """`(epochs done, max epochs)`, called after each training epoch (progress bars)."""
 
 
 @dataclass(frozen=True)
-class AttackConfig:
-    """Settings shared by every attack; each attack reads the ones it needs."""
+class AttackContext:
+    """What every attack gets besides its settings: its own seed, and where to compute."""
 
     seed: int = 0
     device: str = "cpu"
-    samia_max_epochs: int = 40
-    samia_patience: int = 5
-    samia_max_samples: int = 12000  # shadow rows SAMIA trains on; a class-balanced subsample beyond this
-    samia_batch_size: int = 128
-    samia_lr: float = 1e-3
-    validation_fraction: float = 0.2
-    min_per_class: int = 20  # per class and per side, for per-class thresholds
-
-    def __post_init__(self) -> None:
-        checks = (
-            (self.samia_max_epochs >= 1, "samia_max_epochs", self.samia_max_epochs, "an integer >= 1"),
-            (self.samia_patience >= 1, "samia_patience", self.samia_patience, "an integer >= 1"),
-            (self.samia_max_samples >= 10, "samia_max_samples", self.samia_max_samples, "an integer >= 10"),
-            (self.samia_batch_size >= 2, "samia_batch_size", self.samia_batch_size, "an integer >= 2 (batch norm needs 2)"),
-            (self.samia_lr > 0, "samia_lr", self.samia_lr, "a number > 0"),
-            (0 < self.validation_fraction < 1, "validation_fraction", self.validation_fraction, "a number in (0, 1), e.g. 0.2"),
-            (self.min_per_class >= 1, "min_per_class", self.min_per_class, "an integer >= 1"),
-        )
-        for ok, name, value, allowed in checks:
-            if not ok:
-                raise GateInputError(f"attack setting {name} = {value!r} is invalid; use {allowed}")
 
 
 @runtime_checkable
@@ -58,12 +45,22 @@ class Attack(Protocol):
     threshold: float
     threshold_source: str  # how the shadow data set `threshold`, for the report
 
-    def fit(self, features: AttackFeatures, membership: np.ndarray, on_epoch: EpochCallback | None = None) -> None: ...
+    def fit(self, features: AttackFeatures, membership: Any, on_epoch: EpochCallback | None = None) -> None: ...
 
-    def score(self, features: AttackFeatures) -> np.ndarray: ...
+    def score(self, features: AttackFeatures) -> Any: ...
 
 
-def check_training_data(name: str, features: AttackFeatures, membership: ArrayLike) -> np.ndarray:
+class AttackClass(Protocol):
+    """What the registry holds: an attack class and its declaration."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    Settings: ClassVar[type | None]
+
+    def __call__(self, settings: Any, context: AttackContext) -> Attack: ...
+
+
+def check_training_data(name: str, features: AttackFeatures, membership: ArrayLike) -> Any:
     """Membership as int64 0/1 aligned with `features`, or a GateInputError naming what is missing."""
     m = np.asarray(membership)
     if m.shape != (len(features),):

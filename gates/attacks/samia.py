@@ -6,9 +6,7 @@ one-hot label y_c); a small transformer encoder lets each class attend to the ot
 network can learn patterns like "the true class is confident *and* flat" that a single threshold
 cannot express.
 
-Network: BatchNorm1d over the 3C flat features → tokens (batch, C, 3) → Linear(3→64) + GELU
-(as in the authors' code) → TransformerEncoder (3 layers, 4 heads, feed-forward 128, GELU,
-dropout 0.2) → flatten (64C) → Linear(64C→64) → ReLU → Linear(64→2).
+The network is in `gates.attacks.samia_network`.
 
 Training uses shadow features only: a stratified validation split of them is held out, Adam
 minimises cross-entropy on the rest, and the weights with the best validation AUC are kept
@@ -21,40 +19,39 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-from torch import nn
-from torch.nn import functional as F
-
-from gates import metrics
-from gates.attacks.base import AttackConfig, EpochCallback, check_training_data
+from gates.attacks.base import AttackContext, EpochCallback, check_training_data
 from gates.errors import GateInputError
-from gates.features import AttackFeatures
+from gates.lazy import functional as F
+from gates.lazy import numpy as np
+from gates.lazy import torch
+from gates.settings import above, at_least, setting, within
+
+if TYPE_CHECKING:
+    from gates.attacks.samia_network import SamiaNetwork
+    from gates.features import AttackFeatures
 
 _SCORE_BATCH = 4096
 
 
-class SamiaNetwork(nn.Module):
-    """The attack network; input (batch, 3C) = [posteriors | sensitivities | one-hot labels]."""
+@dataclass(frozen=True)
+class SamiaSettings:
+    """How SAMIA's network is trained on the shadow features."""
 
-    def __init__(self, num_classes: int, hidden: int = 64, layers: int = 3, heads: int = 4, dropout: float = 0.2) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.norm = nn.BatchNorm1d(3 * num_classes)
-        self.embed = nn.Linear(3, hidden)
-        layer = nn.TransformerEncoderLayer(
-            d_model=hidden, nhead=heads, dim_feedforward=128, dropout=dropout, activation="gelu", batch_first=True
-        )
-        self.encoder = nn.TransformerEncoder(layer, num_layers=layers, enable_nested_tensor=False)
-        self.head = nn.Sequential(nn.Linear(hidden * num_classes, hidden), nn.ReLU(), nn.Linear(hidden, 2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.norm(x)
-        # (batch, 3, C) → (batch, C, 3): token c holds (p_c, s_c, y_c)
-        tokens = x.view(x.shape[0], 3, self.num_classes).transpose(1, 2)
-        hidden = self.encoder(F.gelu(self.embed(tokens)))
-        return self.head(hidden.flatten(1))
+    samia_max_epochs: int = setting(40, help="samia: the most training epochs (early stopping on validation AUC ends most runs sooner)", rule=at_least(1))
+    samia_patience: int = setting(5, help="samia: epochs without a better validation AUC before training stops", rule=at_least(1))
+    samia_max_samples: int = setting(
+        12000, help="samia: shadow rows it trains on; a class-balanced subsample beyond this", rule=at_least(10)
+    )
+    samia_batch_size: int = setting(128, help="samia: training batch size", rule=at_least(2, note="batch norm needs 2"))
+    samia_lr: float = setting(1e-3, help="samia: Adam learning rate", rule=above(0))
+    samia_validation_fraction: float = setting(
+        0.2,
+        help="samia: share of the shadow rows held out to choose the epoch and the threshold",
+        rule=within(0, 1, high_open=True, example=0.2),
+    )
 
 
 class SamiaAttack:
@@ -67,10 +64,13 @@ class SamiaAttack:
     """
 
     name = "samia"
+    summary = "self-attention over per-class posteriors, sensitivities and labels (Yuan & Zhang 2022)"
+    Settings = SamiaSettings
     threshold_source = "shadow validation split"
 
-    def __init__(self, config: AttackConfig) -> None:
-        self.config = config
+    def __init__(self, settings: SamiaSettings | None = None, context: AttackContext | None = None) -> None:
+        self.settings = settings if settings is not None else SamiaSettings()
+        self.context = context if context is not None else AttackContext()
         self.threshold = float("nan")
         self.network: SamiaNetwork | None = None
         self.epochs_run = 0
@@ -81,8 +81,11 @@ class SamiaAttack:
         self.trained_rows = 0  # shadow rows used (after the samia_max_samples cap)
         self._unusable = False  # fitted on non-finite features: scores are NaN (fail closed)
 
-    def fit(self, features: AttackFeatures, membership: np.ndarray, on_epoch: EpochCallback | None = None) -> None:
-        cfg = self.config
+    def fit(self, features: AttackFeatures, membership: Any, on_epoch: EpochCallback | None = None) -> None:
+        from gates import metrics
+        from gates.attacks.samia_network import SamiaNetwork
+
+        cfg, seed = self.settings, self.context.seed
         self.validation_history = []
         m = check_training_data(self.name, features, membership)
         self.network = None
@@ -97,24 +100,24 @@ class SamiaAttack:
         if len(m) > cfg.samia_max_samples:
             # Training costs ~0.6 ms per row and epoch on a 2-core CPU: cap the rows, keeping
             # members and non-members of every class in their proportions.
-            kept = _subsample(features.labels, m, cfg.samia_max_samples, cfg.seed)
+            kept = _subsample(features.labels, m, cfg.samia_max_samples, seed)
             features, m = features.subset(kept), m[kept]
         else:
             kept = np.arange(len(m))
         self.trained_rows = len(m)
-        train, val = _stratified_split(m, cfg.validation_fraction, cfg.seed)
+        train, val = _stratified_split(m, cfg.samia_validation_fraction, seed)
         self.validation_positions = kept[val]
-        device = torch.device(cfg.device)
+        device = torch.device(self.context.device)
         x = torch.from_numpy(_inputs(features)).to(device)
         y = torch.from_numpy(m).to(device)
         x_val, y_val = x[torch.from_numpy(val)], m[val]
-        rng = np.random.default_rng([cfg.seed, 1])
+        rng = np.random.default_rng([seed, 1])
         # a private RNG stream: seeding must neither disturb the caller's torch RNG nor depend on it
         cuda_devices = (
             [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
         )
         with torch.random.fork_rng(devices=cuda_devices):
-            torch.manual_seed(cfg.seed)
+            torch.manual_seed(seed)
             network = SamiaNetwork(features.num_classes).to(device)
             # the fused kernel saves ~10% of a CPU step; same update rule
             optimizer = torch.optim.Adam(network.parameters(), lr=cfg.samia_lr, fused=device.type in ("cpu", "cuda") or None)
@@ -144,7 +147,7 @@ class SamiaAttack:
         self.validation_auc = float(best_auc)
         self.threshold = metrics.best_threshold(_member_probability(network, x_val), y_val)
 
-    def score(self, features: AttackFeatures) -> np.ndarray:
+    def score(self, features: AttackFeatures) -> Any:
         """Probability of "member" (softmax class 1), float64; compare with `threshold`."""
         if self._unusable:
             return np.full(len(features), np.nan)
@@ -156,12 +159,12 @@ class SamiaAttack:
         return _member_probability(self.network, torch.from_numpy(_inputs(features)).to(device))
 
 
-def _inputs(features: AttackFeatures) -> np.ndarray:
+def _inputs(features: AttackFeatures) -> Any:
     """(n, 3C) float32: posteriors, then sensitivities, then the one-hot labels."""
     return np.concatenate([features.posteriors, features.sensitivity, features.one_hot()], axis=1).astype(np.float32)
 
 
-def _member_probability(network: nn.Module, x: torch.Tensor) -> np.ndarray:
+def _member_probability(network: SamiaNetwork, x: Any) -> Any:
     """Softmax of float64 logits: in float32 many confident samples would tie at exactly 1.0,
     which flattens the low-FPR end of the ROC curve."""
     network.eval()
@@ -173,7 +176,7 @@ def _member_probability(network: nn.Module, x: torch.Tensor) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float64)
 
 
-def _stratified_split(membership: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _stratified_split(membership: Any, fraction: float, seed: int) -> tuple[Any, Any]:
     """(train positions, validation positions): `fraction` of the members and of the non-members, at least one each."""
     rng = np.random.default_rng([seed, 0])
     train, val = [], []
@@ -190,7 +193,7 @@ def _stratified_split(membership: np.ndarray, fraction: float, seed: int) -> tup
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
-def _subsample(labels: np.ndarray, membership: np.ndarray, limit: int, seed: int) -> np.ndarray:
+def _subsample(labels: Any, membership: Any, limit: int, seed: int) -> Any:
     """Sorted positions of at most `limit` rows, drawn in proportion within each (class, membership) cell."""
     rng = np.random.default_rng([seed, 2])
     cells = labels.astype(np.int64) * 2 + membership
@@ -201,7 +204,7 @@ def _subsample(labels: np.ndarray, membership: np.ndarray, limit: int, seed: int
     return np.sort(np.concatenate(kept))
 
 
-def _batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
+def _batches(order: Any, batch_size: int) -> list[Any]:
     """Mini-batches of `order`; a last batch of one sample joins the previous one (batch norm needs two)."""
     batches = [order[start : start + batch_size] for start in range(0, order.size, batch_size)]
     if len(batches) > 1 and batches[-1].size == 1:

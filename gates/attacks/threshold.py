@@ -14,8 +14,8 @@ Logs are taken of max(·, 1e-30), so a posterior of exactly 0 or 1 gives a large
 never −inf (which the metrics would treat as a failed measurement).
 
 Thresholds come from the shadow features via `metrics.best_threshold`, one per ground-truth
-class as Song & Mittal do when every class has `min_per_class` members and non-members in the
-shadow data, else one global threshold (`per_class` records which). `score` returns
+class as Song & Mittal do when every class has `threshold_min_per_class` members and
+non-members in the shadow data, else one global threshold (`per_class` records which). `score` returns
 signal − threshold of the sample's class, so `threshold` is 0.0 and threshold-free metrics (AUC,
 ROC) rank samples of different classes on one comparable scale.
 """
@@ -23,41 +23,55 @@ ROC) rank samples of different classes on one comparable scale.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-
-from gates import metrics
-from gates.attacks.base import AttackConfig, EpochCallback, check_training_data
+from gates.attacks.base import AttackContext, EpochCallback, check_training_data
 from gates.errors import GateInputError
-from gates.features import AttackFeatures
+from gates.lazy import numpy as np
+from gates.settings import at_least, setting
+
+if TYPE_CHECKING:
+    from gates.features import AttackFeatures
 
 _TINY = 1e-30
 
-Signal = Callable[[np.ndarray, np.ndarray], np.ndarray]
+Signal = Callable[[Any, Any], Any]
 """`(posteriors (n, C), labels (n,)) -> (n,) float64`, higher = member."""
 
 
-def _log(values: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class ThresholdSettings:
+    """The threshold family's one setting, shared by its five attacks."""
+
+    threshold_min_per_class: int = setting(
+        20,
+        help="threshold attacks: shadow members and non-members a class needs for a threshold of its own (else one global)",
+        rule=at_least(1),
+    )
+
+
+def _log(values: Any) -> Any:
     return np.log(np.maximum(values, _TINY))
 
 
-def _true_class(posteriors: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def _true_class(posteriors: Any, labels: Any) -> Any:
     return posteriors[np.arange(labels.size), labels]
 
 
-def confidence_signal(posteriors: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def confidence_signal(posteriors: Any, labels: Any) -> Any:
     return _true_class(posteriors, labels)
 
 
-def loss_signal(posteriors: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def loss_signal(posteriors: Any, labels: Any) -> Any:
     return _log(_true_class(posteriors, labels))
 
 
-def entropy_signal(posteriors: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def entropy_signal(posteriors: Any, labels: Any) -> Any:
     return np.sum(posteriors * _log(posteriors), axis=1)
 
 
-def modified_entropy_signal(posteriors: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def modified_entropy_signal(posteriors: Any, labels: Any) -> Any:
     """−Mentr: unlike entropy it is low for a confident *wrong* prediction, which non-members make more often."""
     rows = np.arange(labels.size)
     p_y = posteriors[rows, labels]
@@ -67,29 +81,26 @@ def modified_entropy_signal(posteriors: np.ndarray, labels: np.ndarray) -> np.nd
     return -mentr
 
 
-def top1_signal(posteriors: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def top1_signal(posteriors: Any, labels: Any) -> Any:
     return posteriors.max(axis=1)
 
 
-SIGNALS: dict[str, Signal] = {
-    "confidence": confidence_signal,
-    "loss": loss_signal,
-    "entropy": entropy_signal,
-    "modified_entropy": modified_entropy_signal,
-    "top1": top1_signal,
-}
-
-
 class ThresholdAttack:
-    """A signal of the posterior with thresholds chosen on shadow data, per class when the data allow it."""
+    """A signal of the posterior with thresholds chosen on shadow data, per class when the data allow it.
 
-    def __init__(self, name: str, signal: Signal, config: AttackConfig) -> None:
-        self.name = name
-        self.signal = signal
-        self.min_per_class = config.min_per_class
+    Each subclass below is one registered attack: its `name` and its `signal`."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    signal: ClassVar[Signal]
+    Settings: ClassVar[type] = ThresholdSettings
+
+    def __init__(self, settings: ThresholdSettings | None = None, context: AttackContext | None = None) -> None:
+        settings = settings if settings is not None else ThresholdSettings()
+        self.min_per_class = settings.threshold_min_per_class
         self.threshold = 0.0
         self.per_class = False
-        self.class_thresholds: np.ndarray | None = None  # (C,), the same value everywhere in global mode
+        self.class_thresholds: Any = None  # (C,), the same value everywhere in global mode
 
     @property
     def threshold_source(self) -> str:
@@ -97,11 +108,13 @@ class ThresholdAttack:
             return "per class, shadow data (score shifted: 0 = threshold)"
         return "one global threshold, shadow data"
 
-    def raw_score(self, features: AttackFeatures) -> np.ndarray:
+    def raw_score(self, features: AttackFeatures) -> Any:
         """The signal itself, before the class threshold is subtracted."""
-        return np.asarray(self.signal(features.posteriors, features.labels), dtype=np.float64)
+        return np.asarray(type(self).signal(features.posteriors, features.labels), dtype=np.float64)
 
-    def fit(self, features: AttackFeatures, membership: np.ndarray, on_epoch: EpochCallback | None = None) -> None:
+    def fit(self, features: AttackFeatures, membership: Any, on_epoch: EpochCallback | None = None) -> None:
+        from gates import metrics
+
         m = check_training_data(self.name, features, membership)
         raw = self.raw_score(features)
         classes = features.num_classes
@@ -119,7 +132,7 @@ class ThresholdAttack:
             thresholds = np.full(classes, metrics.best_threshold(raw, m))
         self.class_thresholds = thresholds
 
-    def score(self, features: AttackFeatures) -> np.ndarray:
+    def score(self, features: AttackFeatures) -> Any:
         """Signal minus its class's shadow threshold: >= 0 means "member" at `threshold` = 0."""
         if self.class_thresholds is None:
             raise RuntimeError(f"{self.name}: call fit() on shadow features before score()")
@@ -128,3 +141,38 @@ class ThresholdAttack:
                 f"{self.name}: fitted on {self.class_thresholds.size} classes, asked to score {features.num_classes}"
             )
         return self.raw_score(features) - self.class_thresholds[features.labels]
+
+
+class ConfidenceAttack(ThresholdAttack):
+    name = "confidence"
+    summary = "the true class's posterior p_y"
+    signal = staticmethod(confidence_signal)
+
+
+class LossAttack(ThresholdAttack):
+    name = "loss"
+    summary = "log p_y, minus the cross-entropy loss"
+    signal = staticmethod(loss_signal)
+
+
+class EntropyAttack(ThresholdAttack):
+    name = "entropy"
+    summary = "minus the posterior's entropy"
+    signal = staticmethod(entropy_signal)
+
+
+class ModifiedEntropyAttack(ThresholdAttack):
+    name = "modified_entropy"
+    summary = "minus Song & Mittal's modified entropy, which uses the label"
+    signal = staticmethod(modified_entropy_signal)
+
+
+class Top1Attack(ThresholdAttack):
+    name = "top1"
+    summary = "the largest posterior (needs no label)"
+    signal = staticmethod(top1_signal)
+
+
+SIGNALS: dict[str, Signal] = {
+    attack.name: attack.signal for attack in (ConfidenceAttack, LossAttack, EntropyAttack, ModifiedEntropyAttack, Top1Attack)
+}

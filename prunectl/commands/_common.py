@@ -31,6 +31,17 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM, the shell's convention
 err_console = Console(stderr=True, highlight=False)
 
 
+def _filesystem_refusal(error: OSError) -> str | None:
+    """The one-line message for an OSError the user can fix (disk full, read-only, no permission), else None."""
+    import errno
+
+    if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+        return None
+    from prunectl.files import describe_os_error
+
+    return describe_os_error(error, error.filename or "a file", "write")
+
+
 def _user_error_types() -> tuple[type[BaseException], ...]:
     """Errors that mean "bad input" (exit 2), from every package, imported lazily."""
     from prunectl.errors import PrunectlError
@@ -68,7 +79,7 @@ class Terminated(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[None]:
     """While a command runs, SIGTERM (a cancelled CI job, `docker stop`) stops it like Ctrl-C
     instead of killing it mid-write; the previous handler comes back afterwards."""
     if threading.current_thread() is not threading.main_thread():
@@ -95,33 +106,48 @@ def handle_errors(resume_hint: Callable[..., str | None] | None = None) -> Calla
         @functools.wraps(command)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
-                with _sigterm_as_interrupt():
+                with sigterm_as_interrupt():
                     return command(*args, **kwargs)
             except typer.Exit:
                 raise
             except KeyboardInterrupt as interrupt:
-                terminated = isinstance(interrupt, Terminated)
                 hint = resume_hint(**kwargs) if resume_hint else None
-                message = "terminated (SIGTERM)" if terminated else "interrupted"
-                if hint:
-                    message += f"; resume with: {hint}"
-                err_console.print(f"[yellow]{escape(message)}[/]", soft_wrap=True)
-                raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
+                raise typer.Exit(stopped(isinstance(interrupt, Terminated), hint)) from None
             except _user_error_types() as error:
                 err_console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)
                 raise typer.Exit(getattr(error, "exit_code", EXIT_BAD_INPUT)) from None
+            except OSError as error:
+                message = _filesystem_refusal(error)
+                if message is None:
+                    _internal_error(error)
+                err_console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
+                raise typer.Exit(EXIT_BAD_INPUT) from None
             except Exception as error:  # noqa: BLE001 - the last line of defence: exit 3
-                log = _write_crash_log()
-                where = f"; details in {log}" if log else ""
-                err_console.print(
-                    f"[red]internal error (a bug in prunectl):[/] {type(error).__name__}: {escape(str(error))}{escape(where)}",
-                    soft_wrap=True,
-                )
-                raise typer.Exit(EXIT_INTERNAL) from None
+                _internal_error(error)
 
         return wrapper  # type: ignore[return-value]
 
     return decorator
+
+
+def _internal_error(error: BaseException) -> None:
+    """Exit 3 with one line and where the traceback was logged (a bug in prunectl)."""
+    log = _write_crash_log()
+    where = f"; details in {log}" if log else ""
+    err_console.print(
+        f"[red]internal error (a bug in prunectl):[/] {type(error).__name__}: {escape(str(error))}{escape(where)}",
+        soft_wrap=True,
+    )
+    raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def stopped(terminated: bool, hint: str | None = None) -> int:
+    """Say that the run was interrupted (or terminated) and how to resume; return the exit code."""
+    message = "terminated (SIGTERM)" if terminated else "interrupted"
+    if hint:
+        message += f"; resume with: {hint}"
+    err_console.print(f"[yellow]{escape(message)}[/]", soft_wrap=True)
+    return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
 
 
 def print_json(payload: Any) -> None:

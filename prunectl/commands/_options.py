@@ -1,20 +1,23 @@
-"""Recipe options shared by the commands: one definition per flag, one map from flag to field.
+"""Recipe options shared by the commands: each flag generated from the setting it sets.
 
-`prune` and `compress` take the same recipe flags; defining each once here (type, help text,
-help panel) keeps their spelling and help from drifting. :data:`RECIPE_FLAGS` maps a command's
-parameter name to the recipe field it sets, so `recipe_flags(locals())` builds the flags that
-`prunectl.config.resolve` merges over the environment and the config file.
+`prune` and `compress` take the same recipe flags. Each is made by :func:`recipe_option` from
+the setting's declaration (`prunectl.recipe`, the defenses, the gate): its type, its choices and
+its help text, with the default named, come from there, so a flag cannot drift from the
+recipe. :data:`RECIPE_FLAGS` maps a command's parameter name to the recipe field it sets, so
+`recipe_flags(locals())` builds the flags that `prunectl.config.resolve` merges over the
+environment and the config file.
 """
 
 from __future__ import annotations
 
+import typing
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from prunectl.defenses import DEFENSES, WEMEM_VARIANTS
+from prunectl.recipe import fields
 
 PRUNING = "Pruning"
 SOURCES = "Data and model"
@@ -22,76 +25,91 @@ DEFENSE = "Privacy defense"
 GATE = "Privacy gate"
 RUN = "Run"
 
+RECIPE_FLAGS: dict[str, str] = {}
+"""Command parameter name → the recipe field its flag sets; filled by :func:`recipe_option`."""
 
-class ScheduleChoice(str, Enum):
-    geometric = "geometric"
-    cubic = "cubic"
-    oneshot = "oneshot"
-
-
-class ScopeChoice(str, Enum):
-    global_ = "global"
-    layerwise = "layerwise"
+_FIELDS = {item.dotted: item for item in fields()}
+"""The recipe's fields when the CLI is built (flags are made once, at import)."""
 
 
-class DeviceChoice(str, Enum):
-    cpu = "cpu"
-    cuda = "cuda"
-    auto = "auto"
+def _enum(dotted: str, choices: typing.Sequence[str]) -> type[Enum]:
+    name = "".join(part.title() for part in dotted.replace(".", "_").split("_")) + "Choice"
+    return Enum(name, {choice: choice for choice in choices}, type=str)  # type: ignore[return-value]
 
 
-# Choices come from their one source of truth, so a new defense or variant shows up here unasked.
-DefenseChoice = Enum("DefenseChoice", {name: name for name in DEFENSES.names()}, type=str)  # type: ignore[misc]
-WememVariant = Enum("WememVariant", {name: name for name in WEMEM_VARIANTS}, type=str)  # type: ignore[misc]
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value))
+    return str(value)
 
-TargetSparsity = Annotated[
-    Optional[float], typer.Option(help="Fraction of prunable weights set to zero, in [0, 1) (default: 0.9).", rich_help_panel=PRUNING)
-]
-Rounds = Annotated[Optional[int], typer.Option(help="Prune-and-fine-tune rounds (default: 5).", rich_help_panel=PRUNING)]
-EpochsPerRound = Annotated[Optional[int], typer.Option(help="Fine-tuning epochs per round (default: 3).", rich_help_panel=PRUNING)]
-Schedule = Annotated[Optional[ScheduleChoice], typer.Option(help="Sparsity per round (default: cubic).", rich_help_panel=PRUNING)]
-Scope = Annotated[Optional[ScopeChoice], typer.Option(help="Rank weights across all layers or within each.", rich_help_panel=PRUNING)]
-KeepFirstDense = Annotated[
-    Optional[bool], typer.Option("--keep-first-dense/--prune-first", help="Leave the first layer dense (default: pruned).", rich_help_panel=PRUNING)
-]
-KeepLastDense = Annotated[
-    Optional[bool],
-    typer.Option("--keep-last-dense/--prune-last", help="Leave the last layer, the classifier, dense (default: dense).", rich_help_panel=PRUNING),
-]
-Data = Annotated[
-    Optional[str], typer.Option(help="digits | fashion-mnist[:DIR] | imagefolder:DIR | npz:FILE | csv:FILE", rich_help_panel=SOURCES)
-]
-Model = Annotated[
-    Optional[str],
-    typer.Option(help="builtin:cnn | builtin:mlp | torchvision:ARCH | torchscript:FILE | state-dict:FILE", rich_help_panel=SOURCES),
-]
-ModelFactory = Annotated[
-    Optional[str], typer.Option(help="module:function building the architecture for state-dict:FILE.", rich_help_panel=SOURCES)
-]
-ModelCheckpoint = Annotated[
-    Optional[str], typer.Option(help="Base weights (state dict) to prune instead of training a base model.", rich_help_panel=SOURCES)
-]
-Epochs = Annotated[Optional[int], typer.Option(help="Base-training epochs (when no base checkpoint is given).", rich_help_panel=SOURCES)]
-Defense = Annotated[Optional[DefenseChoice], typer.Option(help="Privacy defense while fine-tuning (default: wemem).", rich_help_panel=DEFENSE)]
-KlWeight = Annotated[Optional[float], typer.Option(help="kl: weight of the posterior-balancing term (paper: 1-16).", rich_help_panel=DEFENSE)]
-WememVariantOption = Annotated[
-    Optional[WememVariant], typer.Option(help="wemem: sliding window, risky-sample decay, or both (default: rmr).", rich_help_panel=DEFENSE)
-]
-Memscores = Annotated[
-    Optional[Path], typer.Option(help="wemem: the members' memorization scores (CSV index,score) to use.", rich_help_panel=DEFENSE)
-]
-MaxAdvantage = Annotated[
-    Optional[float], typer.Option(help="Fail when the gated advantage (TPR − FPR) exceeds this, in [0, 1] (default: 0.1).", rich_help_panel=GATE)
-]
-Strict = Annotated[Optional[bool], typer.Option("--strict/--no-strict", help="Gate on the upper 95% bound (for CI).", rich_help_panel=GATE)]
-Shadows = Annotated[Optional[int], typer.Option(help="Shadow models re-running the victim's recipe (default: 4).", rich_help_panel=GATE)]
-Attacks = Annotated[
-    Optional[str], typer.Option(help="Comma-separated gated attacks; by default samia and the whole threshold family.", rich_help_panel=GATE)
-]
-EvalSize = Annotated[Optional[int], typer.Option(help="Cap on evaluation samples per side (0: all balanced pairs).", rich_help_panel=GATE)]
-Name = Annotated[Optional[str], typer.Option(help="Recipe name (the default run directory name).", rich_help_panel=RUN)]
-Seed = Annotated[Optional[int], typer.Option(help="Seed for splits, initialisation and shuffling.", rich_help_panel=RUN)]
-Device = Annotated[Optional[DeviceChoice], typer.Option(help="Where to train.", rich_help_panel=RUN)]
+
+def recipe_option(parameter: str, dotted: str, *names: str, panel: str, help: str | None = None, default_words: tuple[str, str] | None = None) -> Any:
+    """The `Annotated` type of the flag `parameter` that sets recipe field `dotted`.
+
+    Unset flags are None, so the recipe (file, environment, defaults) decides. `help` replaces
+    the declaration's note where a flag needs other words (`{note}` in it stands for the note);
+    the default is always appended, in
+    `default_words` (true, false) for a boolean pair such as `--keep-last-dense/--prune-last`.
+    """
+    declaration = _FIELDS[dotted].declaration
+    annotation, _ = _unwrapped(declaration.annotation)
+    if declaration.choices is not None and annotation is str:
+        kind: Any = _enum(dotted, declaration.choices())
+    elif annotation in (int, float, bool, str):
+        kind = annotation
+    else:  # tuples are typed as comma-separated text, as the environment spells them
+        kind = str
+    text = (help or "{note}").replace("{note}", declaration.note)
+    default = declaration.default
+    if default is not None:
+        shown = default_words[0 if default else 1] if default_words and isinstance(default, bool) else _shown(default)
+        text = f"{text} (default: {shown})"
+    RECIPE_FLAGS[parameter] = dotted
+    if not text.startswith(" | ".join(declaration.choices() if declaration.choices else ())):
+        text = text[:1].upper() + text[1:]  # a sentence; a list of choices keeps its spelling
+    return Annotated[Optional[kind], typer.Option(*names, help=text, rich_help_panel=panel)]
+
+
+def _unwrapped(annotation: Any) -> tuple[Any, bool]:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if type(None) in typing.get_args(annotation):
+        return args[0], True
+    return annotation, False
+
+
+TargetSparsity = recipe_option("target_sparsity", "prune.target_sparsity", panel=PRUNING)
+Rounds = recipe_option("rounds", "prune.rounds", panel=PRUNING)
+EpochsPerRound = recipe_option("epochs_per_round", "prune.epochs_per_round", panel=PRUNING)
+Schedule = recipe_option("schedule", "prune.schedule", panel=PRUNING)
+Scope = recipe_option("scope", "prune.scope", panel=PRUNING)
+KeepFirstDense = recipe_option(
+    "keep_first_dense", "prune.keep_first_dense", "--keep-first-dense/--prune-first", panel=PRUNING, default_words=("dense", "pruned")
+)
+KeepLastDense = recipe_option(
+    "keep_last_dense", "prune.keep_last_dense", "--keep-last-dense/--prune-last", panel=PRUNING, default_words=("dense", "pruned")
+)
+Data = recipe_option("data", "data.source", panel=SOURCES)
+Model = recipe_option("model", "model.source", panel=SOURCES)
+ModelFactory = recipe_option("model_factory", "model.factory", panel=SOURCES)
+ModelCheckpoint = recipe_option("model_checkpoint", "model.checkpoint", panel=SOURCES)
+Epochs = recipe_option("epochs", "train.epochs", panel=SOURCES)
+Defense = recipe_option("defense", "defense.name", panel=DEFENSE, help="privacy defense while fine-tuning")
+KlWeight = recipe_option("kl_weight", "defense.kl_weight", panel=DEFENSE)
+WememVariant = recipe_option("wemem_variant", "defense.wemem_variant", panel=DEFENSE)
+Memscores = recipe_option("memscores", "defense.memscores", panel=DEFENSE)
+MaxAdvantage = recipe_option(
+    "max_advantage", "gate.max_advantage", panel=GATE, help="fail when the gated advantage (TPR − FPR) exceeds this, in [0, 1]"
+)
+Strict = recipe_option("strict", "gate.strict", "--strict/--no-strict", panel=GATE, help="gate on the upper 95% bound (for CI)")
+Shadows = recipe_option("shadows", "gate.shadows", panel=GATE, help="shadow models re-running the victim's recipe")
+Attacks = recipe_option("attacks", "gate.attacks", panel=GATE, help="comma-separated, {note}")
+EvalSize = recipe_option("eval_size", "gate.eval_size", panel=GATE)
+Name = recipe_option("name", "name", panel=RUN, help="recipe name (the default run directory name)")
+Seed = recipe_option("seed", "seed", panel=RUN, help="seed for splits, initialisation and shuffling")
+Device = recipe_option("device", "device", panel=RUN, help="where to train")
+
 Config = Annotated[
     Optional[Path],
     typer.Option(
@@ -103,33 +121,6 @@ Config = Annotated[
 CacheDir = Annotated[
     Optional[Path], typer.Option(help="Cache of base models and memorization scores (default: user cache).", rich_help_panel=RUN)
 ]
-
-RECIPE_FLAGS: dict[str, str] = {
-    "target_sparsity": "prune.target_sparsity",
-    "rounds": "prune.rounds",
-    "epochs_per_round": "prune.epochs_per_round",
-    "schedule": "prune.schedule",
-    "scope": "prune.scope",
-    "keep_first_dense": "prune.keep_first_dense",
-    "keep_last_dense": "prune.keep_last_dense",
-    "data": "data.source",
-    "model": "model.source",
-    "model_factory": "model.factory",
-    "model_checkpoint": "model.checkpoint",
-    "epochs": "train.epochs",
-    "defense": "defense.name",
-    "kl_weight": "defense.kl_weight",
-    "wemem_variant": "defense.wemem_variant",
-    "memscores": "defense.memscores",
-    "max_advantage": "gate.max_advantage",
-    "strict": "gate.strict",
-    "shadows": "gate.shadows",
-    "attacks": "gate.attacks",
-    "eval_size": "gate.eval_size",
-    "name": "name",
-    "seed": "seed",
-    "device": "device",
-}
 
 
 def recipe_flags(arguments: dict[str, Any]) -> dict[str, Any]:

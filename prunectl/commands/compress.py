@@ -32,7 +32,7 @@ def compress(
     epochs: opt.Epochs = None,
     defense: opt.Defense = None,
     kl_weight: opt.KlWeight = None,
-    wemem_variant: opt.WememVariantOption = None,
+    wemem_variant: opt.WememVariant = None,
     memscores: opt.Memscores = None,
     max_advantage: opt.MaxAdvantage = None,
     strict: opt.Strict = None,
@@ -64,13 +64,14 @@ def compress(
     not establish that leakage is below --max-advantage (no release artifact); 2 bad input;
     3 internal error; 130 interrupted (rerun with --resume).
     """
-    from prunectl import api
     from prunectl.errors import RunDirError
     from prunectl.progress import RichProgress
 
     if resume and overwrite:
         raise RunDirError("--resume and --overwrite contradict each other; pass one")
-    resolved = opt.resolve_from_cli(config, opt.recipe_flags(locals()))
+    resolved = opt.resolve_from_cli(config, opt.recipe_flags(locals()))  # refuses a bad value before torch is imported
+    from prunectl import api
+
     with RichProgress() as progress:
         result = api.compress(
             resolved.recipe,
@@ -95,9 +96,11 @@ def print_summary(result: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from gates.result import VERDICT_LABELS
+
     gate = result.gate
     colour = "green" if gate.passed else "red"
-    verdict = {"pass": "PASSED", "fail": "FAILED", "error": "NOT PASSED (error)"}[gate.verdict]
+    verdict = VERDICT_LABELS[gate.verdict]
     table = Table(title=f"prunectl compress → {escape(result.run_dir)}", title_justify="left", show_header=False, box=None, padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()

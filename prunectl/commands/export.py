@@ -2,52 +2,33 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
+from prunectl.commands import _options as opt
 from prunectl.commands._common import err_console, handle_errors, print_json
 
-
-class FormatChoice(str, Enum):
-    onnx = "onnx"
-
-
-class SparseChoice(str, Enum):
-    auto = "auto"
-    dense = "dense"
-
-
-class QuantizeChoice(str, Enum):
-    none = "none"
-    int8 = "int8"
+ARTIFACT = "Artifact (default: the run's recipe)"
 
 
 @handle_errors()
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A finished run directory (the --out of prunectl prune).")],
-    format: Annotated[FormatChoice, typer.Option("--format", help="Artifact format.")] = FormatChoice.onnx,
+    format: opt.recipe_option("format", "export.format", "--format", panel=ARTIFACT) = None,
     out: Annotated[Optional[Path], typer.Option(help="Where to write the files (default: RUN_DIR/export).")] = None,
-    opset: Annotated[Optional[int], typer.Option(help="ONNX opset (recipe export.opset, default 17).")] = None,
-    sparse: Annotated[Optional[SparseChoice], typer.Option(help="auto: sparse initializers where they are smaller; dense: never.")] = None,
-    quantize: Annotated[Optional[QuantizeChoice], typer.Option(help="Also write an INT8 model (onnxruntime dynamic quantisation).")] = None,
-    tolerance: Annotated[Optional[float], typer.Option(help="Max |logit difference| allowed between torch and onnxruntime.")] = None,
+    opset: opt.recipe_option("opset", "export.opset", panel=ARTIFACT) = None,
+    sparse: opt.recipe_option("sparse", "export.sparse", panel=ARTIFACT) = None,
+    quantize: opt.recipe_option("quantize", "export.quantize", panel=ARTIFACT, help="also write an INT8 model: {note}") = None,
+    tolerance: opt.recipe_option("tolerance", "export.tolerance", panel=ARTIFACT) = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the export report as JSON on stdout.")] = False,
 ) -> None:
     """Export the pruned model to ONNX, check parity with torch on the holdout split, compress it."""
     from prunectl import api
-
-    stored = api.stored_recipe(run_dir)
-    flags = {
-        "export.opset": opset,
-        "export.sparse": sparse.value if sparse else None,
-        "export.quantize": quantize.value if quantize else None,
-        "export.tolerance": tolerance,
-    }
-    settings = api.resolve_recipe(flags=flags, base=stored).recipe.export
     from prunectl.progress import RichProgress
+
+    settings = api.resolve_recipe(flags=opt.recipe_flags(locals()), base=api.stored_recipe(run_dir)).recipe.export
 
     with RichProgress() as progress:
         result = api.export(run_dir, out=out, settings=settings, progress=progress)

@@ -35,22 +35,25 @@ def gate(
     Exit codes: 0 passed; 1 leakage above --max-advantage, or not established (fail closed);
     2 bad input, including data too small for a meaningful verdict; 3 internal error.
     """
-    from prunectl import api
     from prunectl.errors import RunDirError
     from prunectl.progress import RichProgress
 
     flags = opt.recipe_flags(locals())
-    with RichProgress() as progress:
-        if run is not None:
-            if out is not None:
-                raise RunDirError(f"RUN ({run}) and --out ({out}) both name a run; pass only RUN to audit an existing run")
-            settings = opt.resolve_from_cli(config, flags, api.stored_recipe(run)).recipe.gate
+    if run is not None:
+        if out is not None:
+            raise RunDirError(f"RUN ({run}) and --out ({out}) both name a run; pass only RUN to audit an existing run")
+        from prunectl import api
+
+        settings = opt.resolve_from_cli(config, flags, api.stored_recipe(run)).recipe.gate
+        with RichProgress() as progress:
             outcome = api.gate(run, settings=settings, progress=progress, cache_dir=cache_dir)
-        else:
-            recipe = opt.resolve_from_cli(config, flags).recipe
-            target = out or Path("runs") / recipe.run_name
-            if not api.reusable_run(target, recipe):
-                api.prune(recipe, out=target, overwrite=overwrite, progress=progress, cache_dir=cache_dir)
+    else:
+        recipe = opt.resolve_from_cli(config, flags).recipe  # refuses a bad value before torch is imported
+        from prunectl import api
+
+        target = out or Path("runs") / recipe.run_name
+        with RichProgress() as progress:
+            api.prune_or_reuse(recipe, target, reuse=True, overwrite=overwrite, progress=progress, cache_dir=cache_dir)
             outcome = api.gate(target, settings=recipe.gate, progress=progress, cache_dir=cache_dir)
     print_verdict(outcome)
     if json_output:
@@ -63,6 +66,8 @@ def print_verdict(outcome: Any) -> None:
     """The table and verdict a person reads in ten seconds (reports hold the rest)."""
     from rich.markup import escape
     from rich.table import Table
+
+    from gates.result import VERDICT_LABELS
 
     result = outcome.result
     if result.pruned is not None:
@@ -90,7 +95,7 @@ def print_verdict(outcome: Any) -> None:
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     colour = "green" if result.passed else "red"
-    label = {"pass": "PASSED", "fail": "FAILED", "error": "NOT PASSED (error)"}[result.verdict]
+    label = VERDICT_LABELS[result.verdict]
     err_console.print(f"[bold {colour}]gate {label}[/]: {escape(result.reason)}", soft_wrap=True)
     err_console.print(f"reports: {escape(outcome.gate_dir)}/summary.md, report.json, junit.xml, roc.png", soft_wrap=True)
 

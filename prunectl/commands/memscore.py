@@ -30,7 +30,6 @@ def memscore(
     score = accuracy on a sample when it was in the half minus when it was not. The result is
     cached by content, so `prunectl prune --defense wemem` and the gate's shadows reuse it.
     """
-    from prunectl import api
     from prunectl.progress import RichProgress
 
     flags = {
@@ -41,7 +40,9 @@ def memscore(
         "defense.memscore_models": models,
         "seed": seed,
     }
-    recipe = opt.resolve_from_cli(config, flags).recipe
+    recipe = opt.resolve_from_cli(config, flags).recipe  # refuses a bad value before torch is imported
+    from prunectl import api
+
     with RichProgress() as progress:
         result = api.memscore(recipe, cache_dir=cache_dir, out=out, progress=progress)
     _print_summary(result)

@@ -32,7 +32,7 @@ def prune(
     epochs: opt.Epochs = None,
     defense: opt.Defense = None,
     kl_weight: opt.KlWeight = None,
-    wemem_variant: opt.WememVariantOption = None,
+    wemem_variant: opt.WememVariant = None,
     memscores: opt.Memscores = None,
     cache_dir: opt.CacheDir = None,
     config: opt.Config = None,
@@ -45,15 +45,20 @@ def prune(
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.", rich_help_panel=opt.RUN)] = False,
 ) -> None:
     """Prune a model toward a target sparsity with iterative magnitude pruning and fine-tuning."""
-    from prunectl import api
     from prunectl.errors import RunDirError
     from prunectl.progress import RichProgress
 
     flags = opt.recipe_flags(locals())
-    base = api.stored_recipe(resume) if resume is not None else None
-    resolved = opt.resolve_from_cli(config, flags, base)
     if resume is not None and out is not None and out != resume:
         raise RunDirError(f"--out {out} and --resume {resume} name different directories; pass only --resume")
+    if resume is not None:
+        from prunectl.api import stored_recipe
+
+        resolved = opt.resolve_from_cli(config, flags, stored_recipe(resume))
+    else:
+        resolved = opt.resolve_from_cli(config, flags)  # refuses a bad value before torch is imported
+    from prunectl import api
+
     with RichProgress() as progress:
         result = api.prune(
             resolved.recipe,
@@ -90,33 +95,13 @@ def _print_summary(result: Any) -> None:
         f"target sparsity {result.recipe['prune']['target_sparsity']:.2%}, achieved {sparsity['global_sparsity']:.2%} "
         f"over {sparsity['denominator']}"
     )
+    from prunectl.defenses import describe_defense
+
     err_console.print(f"defense {describe_defense(result.defense)}; base model {_base_source(result.base_source)}")
     err_console.print(
         f"time  base {seconds['base']:.1f}s, prune {seconds['prune']:.1f}s, total {sum(seconds.values()):.1f}s"
         + (f"   (resumed after round {result.resumed_from_round})" if result.resumed_from_round else "")
     )
-
-
-def describe_defense(defense: dict[str, Any]) -> str:
-    """One line: the defense and the settings it actually used (derived window, risky count)."""
-    name = defense.get("name", "none")
-    if name == "kl":
-        return f"kl (weight {defense['kl_weight']:g})"
-    if name != "wemem":
-        return name
-    parts = [f"wemem {defense['variant']}"]
-    if "rsw" in defense:
-        rsw = defense["rsw"]
-        parts.append(f"window {rsw['width']} per class, stride {rsw['stride']}, {rsw['order']}")
-    if "rmr" in defense:
-        rmr = defense["rmr"]
-        parts.append(f"{rmr['risky_members']} risky members (score >= {rmr['threshold']:g}) at weight decay {rmr['weight_decay']:g}")
-    scores = defense.get("memscores") or {}
-    if scores:
-        reliability = scores.get("split_half_spearman")
-        noise = f", split-half rank correlation {reliability:.2f}" if reliability is not None else ""
-        parts.append(f"memorization scores: {scores.get('source')}{noise}")
-    return "; ".join(parts)
 
 
 def _base_source(source: str) -> str:

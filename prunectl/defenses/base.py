@@ -6,6 +6,13 @@ epoch counter runs on across rounds) and `batch_groups(indices)` (samples of dif
 never share a batch), and per batch `batch_loss(logits, labels, indices)` and
 `optimizer_overrides(indices)` (optimizer settings for that batch only). The base class is the
 undefended behaviour; a defense overrides only the hooks it needs.
+
+A defense is one class in one file, registered in `prunectl.defenses` with one line. The class
+carries its declaration: `name`, a one-line `summary`, and `Settings`, a frozen dataclass of
+:func:`gates.settings.setting` fields (or None); its settings are keys of the recipe's
+`[defense]` section, and the class is built as `DefenseClass(settings)`. The module is imported
+to read that declaration whenever a recipe is checked, so it names torch and numpy through
+`gates.lazy` and imports heavier parts of prunectl inside the hooks that use them.
 """
 
 from __future__ import annotations
@@ -13,16 +20,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-import torch
-from torch import nn
-from torch.nn import functional as F
+from gates.lazy import functional as F
+from gates.progress import Progress, SilentProgress
 
-from prunectl.data import Dataset
-from prunectl.progress import Progress, SilentProgress
-from prunectl.recipe import Recipe
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from prunectl.data import Dataset
+    from prunectl.memscores import MemScores
+    from prunectl.recipe import Recipe
 
 
 @dataclass(frozen=True)
@@ -31,8 +41,10 @@ class DefenseContext:
 
     `build_model()` returns a freshly initialised model of the recipe's architecture and
     `fit(model, indices, seed)` trains it with the recipe's base-training settings, so helper
-    models (e.g. for memorization scores) use exactly the victim's code path. `victim` is False
-    for shadows (they never see the victim's files); `cache_dir` is the shared content cache.
+    models use exactly the victim's code path. `memorization_scores(csv_file)` returns the
+    members' memorization scores: read from `csv_file` for the victim when one is given, else
+    computed by helper models (or found in the content cache). `victim` is False for shadows
+    (they never see the victim's files); `cache_dir` is the shared content cache.
     """
 
     recipe: Recipe
@@ -45,15 +57,43 @@ class DefenseContext:
     build_model: Callable[[int], nn.Module]
     fit: Callable[[nn.Module, np.ndarray, int], nn.Module]
     base_model: nn.Module
+    memorization_scores: Callable[[str | None], MemScores]
     victim: bool = False
     cache_dir: Path | None = None
     progress: Progress = field(default_factory=SilentProgress)
 
 
+@dataclass(frozen=True)
+class PreflightContext:
+    """What a defense may check before any work: the victim's members, and a reader for a
+    memorization-score file (so a file that does not cover them is refused before training)."""
+
+    members: np.ndarray
+    read_memorization_scores: Callable[[str], MemScores]
+
+
 class Defense:
     """No defense: every member in every epoch, plain cross-entropy, no per-batch settings."""
 
-    name = "none"
+    name: ClassVar[str] = "none"
+    summary: ClassVar[str] = "plain fine-tuning"
+    Settings: ClassVar[type | None] = None
+
+    def __init__(self, settings: Any = None) -> None:
+        self.settings = settings
+
+    @classmethod
+    def label(cls, settings: Any) -> str:
+        """A few words naming the defense and its main setting, before it runs."""
+        return cls.name
+
+    @classmethod
+    def summarize(cls, record: dict[str, Any]) -> str:
+        """One line from what `describe()` recorded after the run (the settings it actually used)."""
+        return str(record.get("name", cls.name))
+
+    def preflight(self, context: PreflightContext) -> None:
+        """Refuse settings that cannot work on the victim's data, before anything is trained or written."""
 
     def setup(self, context: DefenseContext) -> None:
         """Called once before fine-tuning (again after a resume, so keep it deterministic)."""

@@ -27,7 +27,8 @@ from prunectl.progress import Progress, SilentProgress
 from prunectl.pruning.masks import Masks, apply_masks, compute_masks, mask_gradients, prunable_weight_names
 from prunectl.pruning.schedule import SCHEDULES
 from prunectl.recipe import PruneSpec, TrainSpec
-from prunectl.training import OptimizerSettings, derive_seed, evaluate, make_generator, make_optimizer, train_epoch
+from prunectl.optimizers import OptimizerSettings, make_optimizer
+from prunectl.training import derive_seed, evaluate, make_generator, train_epoch
 
 @dataclass(frozen=True)
 class RoundRecord:

@@ -14,11 +14,10 @@ import torch
 from torch import nn
 
 from prunectl.errors import ModelError, SparsityCheckError
+from prunectl.pruning.scopes import SCOPES, Masks
 
 PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 PRUNABLE_SCRIPT_NAMES = {"Linear", "Conv1d", "Conv2d", "Conv3d"}
-
-Masks = dict[str, torch.Tensor]
 
 
 def _is_prunable(module: nn.Module) -> bool:
@@ -45,10 +44,10 @@ def prunable_weight_names(model: nn.Module, *, keep_first_dense: bool = False, k
 
 
 def compute_masks(weights: Mapping[str, torch.Tensor], sparsity: float, scope: str, previous: Masks | None = None) -> Masks:
-    """Prune exactly round(sparsity · n) weights by magnitude, globally or per layer.
+    """Prune exactly round(sparsity · n) weights by magnitude, within `scope` (`prunectl.pruning.scopes`).
 
     Weights pruned in an earlier round stay pruned (they rank below everything), so masks only
-    ever shrink. Ties are broken by position (stable sort), which makes masks deterministic.
+    ever shrink.
     """
     scores = {}
     for name, weight in weights.items():
@@ -56,28 +55,7 @@ def compute_masks(weights: Mapping[str, torch.Tensor], sparsity: float, scope: s
         if previous is not None and name in previous:
             score = torch.where(previous[name].flatten(), score, torch.full_like(score, -1.0))
         scores[name] = score
-    if scope == "global":
-        flat = torch.cat(list(scores.values()))
-        keep = _keep_mask(flat, round(sparsity * flat.numel()))
-        masks, start = {}, 0
-        for name, weight in weights.items():
-            masks[name] = keep[start : start + weight.numel()].view(weight.shape)
-            start += weight.numel()
-        return masks
-    if scope == "layerwise":
-        return {
-            name: _keep_mask(scores[name], round(sparsity * weight.numel())).view(weight.shape)
-            for name, weight in weights.items()
-        }
-    raise ValueError(f"unknown scope {scope!r}")
-
-
-def _keep_mask(scores: torch.Tensor, n_prune: int) -> torch.Tensor:
-    keep = torch.ones(scores.numel(), dtype=torch.bool)
-    if n_prune > 0:
-        order = torch.argsort(scores, stable=True)
-        keep[order[:n_prune]] = False
-    return keep
+    return SCOPES.get(scope).keep(scores, {name: weight.shape for name, weight in weights.items()}, sparsity)
 
 
 @torch.no_grad()
@@ -153,7 +131,7 @@ def check_sparsity(report: SparsityReport, target: float, scope: str, tolerance:
             f"achieved global sparsity {report.global_sparsity:.4f} misses the target {target:.4f} "
             f"by more than {tolerance * 100:.1f} points"
         )
-    if scope == "layerwise":
+    if SCOPES.get(scope).per_layer:
         for layer in report.layers:
             allowed = max(tolerance, 1.0 / layer.numel)
             if abs(layer.sparsity - target) > allowed:

@@ -21,7 +21,7 @@ def _check(k: int, rounds: int, target: float) -> None:
         raise ValueError(f"target sparsity {target} is outside [0, 1)")
 
 
-@SCHEDULES.register("geometric")
+@SCHEDULES.decorator("geometric")
 def geometric(k: int, rounds: int, target: float) -> float:
     """s_k = 1 - (1 - s)^(k/R): every round removes the same fraction of the surviving weights
     (the classic iterative magnitude pruning schedule, Han et al. 2015; Frankle & Carbin 2019)."""
@@ -29,7 +29,7 @@ def geometric(k: int, rounds: int, target: float) -> float:
     return 1.0 - (1.0 - target) ** (k / rounds)
 
 
-@SCHEDULES.register("cubic")
+@SCHEDULES.decorator("cubic")
 def cubic(k: int, rounds: int, target: float) -> float:
     """s_k = s · (1 - (1 - k/R)^3): prune fast while many redundant weights remain, then slowly
     (Zhu & Gupta 2017, "To prune, or not to prune", with initial sparsity 0)."""
@@ -37,7 +37,7 @@ def cubic(k: int, rounds: int, target: float) -> float:
     return target * (1.0 - (1.0 - k / rounds) ** 3)
 
 
-@SCHEDULES.register("oneshot")
+@SCHEDULES.decorator("oneshot")
 def oneshot(k: int, rounds: int, target: float) -> float:
     """s_k = s: prune to the target at once; later rounds only fine-tune at that sparsity."""
     _check(k, rounds, target)

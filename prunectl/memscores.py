@@ -19,6 +19,7 @@ setting with the same members, architecture, training settings, K and seed compu
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 from collections.abc import Callable
@@ -33,9 +34,9 @@ from torch import nn
 from prunectl.cache import CacheEntry, ContentCache, training_inputs
 from prunectl.data import Dataset
 from prunectl.errors import PrunectlError
+from prunectl.files import atomic_write_bytes, atomic_write_text
 from prunectl.progress import Progress, SilentProgress
 from prunectl.recipe import Recipe
-from prunectl.run import atomic_write_bytes, atomic_write_text
 from prunectl.training import derive_seed, predict_logits_at
 
 CACHE_KIND = "memscores"
@@ -56,6 +57,8 @@ class MemScores:
     split_half_spearman: float | None
     source: str
     origin: str | None = None
+    cache: dict[str, Any] | None = None
+    """The content-cache entry they came from or went to (kind, key, path, hit), when a cache was used."""
 
     def lookup(self, indices: np.ndarray) -> np.ndarray:
         """Scores of `indices`, in their order; every index must have one (no silent default)."""
@@ -210,7 +213,7 @@ def cached_estimate(
         inputs = cache_inputs(recipe, data, members, models=models, seed=helper_seed, device=device)
         entry = cache.entry(CACHE_KIND, inputs, ".npz")
         if entry.exists:
-            return _read_entry(entry), entry, True
+            return dataclasses.replace(_read_entry(entry), cache={**entry.to_dict(), "hit": True}), entry, True
     scores = estimate(data, members, models=models, seed=helper_seed, build_model=build_model, fit=fit, device=device, progress=progress)
     if entry is None:
         return scores, None, False
@@ -224,7 +227,8 @@ def cached_estimate(
     )
     atomic_write_bytes(entry.path, buffer.getvalue())
     cache.describe(entry, inputs)
-    return MemScores(scores.indices, scores.values, models, scores.split_half_spearman, "computed", str(entry.path)), entry, False
+    cache_record = {**entry.to_dict(), "hit": False}
+    return MemScores(scores.indices, scores.values, models, scores.split_half_spearman, "computed", str(entry.path), cache_record), entry, False
 
 
 def _read_entry(entry: CacheEntry) -> MemScores:

@@ -11,25 +11,22 @@ verdict written into the ONNX file's own metadata.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prunectl import api
 from prunectl.config import recipe_sha256
 from prunectl.defenses import defense_label
-from prunectl.errors import RunDirError
-from prunectl.gating import GateOutcome
+from prunectl.files import atomic_write_text, file_sha256
 from prunectl.progress import Progress, SilentProgress
 from prunectl.recipe import ExportSpec, Recipe
-from prunectl.run import MANIFEST, atomic_write_json, atomic_write_text
-
-QUARANTINE_DIR = "quarantine"
-QUARANTINE_NOTE = "NOT-FOR-RELEASE.txt"
-BENCH_FILE = "bench.json"
+from prunectl.rundir.layout import BENCH, EXPORT_DIR, PRUNED_CHECKPOINT, QUARANTINE_DIR, QUARANTINE_NOTE
+from prunectl.rundir.manifest import Manifest, Section, Stage
+from prunectl.stages.export import ExportResult, export
+from prunectl.stages.gate import GateOutcome, gate
+from prunectl.stages.prune import prune_or_reuse
 
 
 @dataclass(frozen=True)
@@ -134,25 +131,36 @@ def compress(
     seconds: dict[str, float] = {}
 
     clock = time.perf_counter()
-    pruned = _prune_stage(recipe, path, overwrite=overwrite, resume=resume, progress=progress, origins=origins, cache_dir=cache_dir)
+    pruned = prune_or_reuse(
+        recipe,
+        path,
+        reuse=resume,
+        resume=resume,
+        overwrite=overwrite,
+        progress=progress,
+        origins=origins,
+        cache_dir=cache_dir,
+        gate_settings=recipe.gate,
+    )
     seconds["prune"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    outcome = api.gate(path, settings=recipe.gate, progress=progress, cache_dir=cache_dir)
+    outcome = gate(path, settings=recipe.gate, progress=progress, cache_dir=cache_dir)
     seconds["gate"] = time.perf_counter() - clock
-    gate = _gate_headline(outcome)
+    headline = _gate_headline(outcome)
 
-    export_dir = path / api.EXPORT_DIR
+    export_dir = path / EXPORT_DIR
+    manifest = Manifest.read(path)
     artifact = latency = None
     clock = time.perf_counter()
-    if gate.passed:
-        api.forget_in_manifest(path, ("quarantine",))  # the export below replaces export/ whole, quarantine included
-        exported = api.export(
+    if headline.passed:
+        manifest.forget(Section.QUARANTINE)  # the export below replaces export/ whole, quarantine included
+        exported = export(
             path,
             settings=recipe.export,
             progress=progress,
-            privacy_gate=f"passed: {gate.reason}",
-            audited_sha256=outcome.checkpoints_sha256[api.PRUNED_CHECKPOINT],
+            privacy_gate=f"passed: {headline.reason}",
+            audited_sha256=outcome.checkpoints_sha256[PRUNED_CHECKPOINT],
         )
         artifact = _artifact_headline(exported, quarantined=False)
         seconds["export"] = time.perf_counter() - clock
@@ -162,18 +170,18 @@ def compress(
     else:
         # No release artifact may survive a failed gate, not even one from an earlier attempt.
         shutil.rmtree(export_dir, ignore_errors=True)
-        api.forget_in_manifest(path, ("export", "bench", "quarantine"))
+        manifest.forget(Section.EXPORT, Section.BENCH, Section.QUARANTINE)
         if export_on_fail:
             quarantine = export_dir / QUARANTINE_DIR
-            exported = api.export(
+            exported = export(
                 path,
                 out=quarantine,
                 settings=recipe.export,
                 progress=progress,
-                privacy_gate=f"FAILED, not for release: {gate.reason}",
-                record_as="quarantine",
+                privacy_gate=f"FAILED, not for release: {headline.reason}",
+                record_as=Section.QUARANTINE,
             )
-            atomic_write_text(quarantine / QUARANTINE_NOTE, _quarantine_note(gate))
+            atomic_write_text(quarantine / QUARANTINE_NOTE, _quarantine_note(headline))
             artifact = _artifact_headline(exported, quarantined=True)
             seconds["export"] = time.perf_counter() - clock
     seconds["total"] = time.perf_counter() - started
@@ -187,7 +195,7 @@ def compress(
         pruned_accuracy=pruned.pruned_accuracy,
         target_sparsity=recipe.prune.target_sparsity,
         sparsity=pruned.sparsity["global_sparsity"],
-        gate=gate,
+        gate=headline,
         artifact=artifact,
         latency=latency,
         seconds=seconds,
@@ -196,31 +204,6 @@ def compress(
     )
     _record_release(path, result)
     return result
-
-
-def _prune_stage(
-    recipe: Recipe,
-    path: Path,
-    *,
-    overwrite: bool,
-    resume: bool,
-    progress: Progress,
-    origins: dict[str, str] | None,
-    cache_dir: str | Path | None,
-) -> api.PruneResult:
-    if resume and (path / MANIFEST).is_file():
-        if not api.reusable_run(path, recipe):
-            raise RunDirError(f"{path} holds a finished run of a different recipe; pass --overwrite to replace it, or choose another --out")
-        return _stored_prune_result(path)
-    return api.prune(
-        recipe, out=path, overwrite=overwrite, resume=resume, progress=progress, origins=origins, cache_dir=cache_dir, gate_settings=recipe.gate
-    )
-
-
-def _stored_prune_result(path: Path) -> api.PruneResult:
-    stored = json.loads((path / api.PRUNE_RESULT).read_text())
-    stored["rounds"] = tuple(stored["rounds"])
-    return api.PruneResult(**stored)
 
 
 def _gate_headline(outcome: GateOutcome) -> GateHeadline:
@@ -243,14 +226,14 @@ def _gate_headline(outcome: GateOutcome) -> GateHeadline:
     )
 
 
-def _artifact_headline(exported: api.ExportResult, *, quarantined: bool) -> ArtifactHeadline:
+def _artifact_headline(exported: ExportResult, *, quarantined: bool) -> ArtifactHeadline:
     report = exported.report
     sizes = report["sizes"]
     onnx_path = Path(report["onnx_path"])
     return ArtifactHeadline(
         path=str(onnx_path),
         xz_path=report["xz_path"],
-        sha256=api.file_sha256(onnx_path),
+        sha256=file_sha256(onnx_path),
         quarantined=quarantined,
         onnx_bytes=sizes["onnx_bytes"],
         dense_onnx_bytes=sizes["dense_onnx_bytes"],
@@ -260,7 +243,7 @@ def _artifact_headline(exported: api.ExportResult, *, quarantined: bool) -> Arti
     )
 
 
-def _bench_stage(exported: api.ExportResult, settings: ExportSpec, *, runs: int, progress: Progress) -> LatencyHeadline:
+def _bench_stage(exported: ExportResult, settings: ExportSpec, *, runs: int, progress: Progress) -> LatencyHeadline:
     """The released model against the dense baseline, interleaved in one process (ratios, not absolutes)."""
     from exporters import benchmark, write_result
 
@@ -268,11 +251,10 @@ def _bench_stage(exported: api.ExportResult, settings: ExportSpec, *, runs: int,
     with progress.task("benchmark ONNX against the dense model", total=1) as bar:
         result = benchmark(model, against=Path(exported.baseline_onnx), threads=settings.bench_threads, batch=settings.bench_batch, runs=runs)
         bar.advance()
-    bench_path = write_result(result, model.parent / BENCH_FILE)
+    bench_path = write_result(result, model.parent / BENCH)
     assert result.baseline is not None and result.ratios is not None
-    api.record_in_manifest(
-        Path(exported.run_dir),
-        "bench",
+    Manifest.read(Path(exported.run_dir)).record(
+        Section.BENCH,
         {
             "path": str(bench_path),
             "ratios": asdict(result.ratios),
@@ -301,9 +283,8 @@ def _quarantine_note(gate: GateHeadline) -> str:
 
 def _record_release(path: Path, result: RunResult) -> None:
     """The manifest's release section: verdict, artifact, every headline metric, time per stage."""
-    manifest = json.loads((path / MANIFEST).read_text())
-    manifest["stage"] = "released" if result.released else ("quarantined" if result.artifact else "gate-failed")
-    manifest["release"] = {
+    stage = Stage.RELEASED if result.released else (Stage.QUARANTINED if result.artifact else Stage.GATE_FAILED)
+    release = {
         "verdict": result.gate.verdict,
         "passed": result.passed,
         "released": result.released,
@@ -321,4 +302,4 @@ def _record_release(path: Path, result: RunResult) -> None:
         "config_file": result.config_file,
         "seconds": result.seconds,
     }
-    atomic_write_json(path / MANIFEST, manifest)
+    Manifest.read(path).update({Section.STAGE: stage.value, Section.RELEASE: release})

@@ -30,13 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prunectl.errors import RunDirError
-from prunectl.gating import GATE_DIR
-from prunectl.run import MANIFEST, RECIPE, file_sha256
+from prunectl.errors import PrunectlError, RunDirError
+from prunectl.files import file_sha256
+from prunectl.rundir.layout import EXPORT_DIR, GATE_DIR, MANIFEST, RECIPE
+from prunectl.rundir.layout import ONNX_NAME as ONNX
+from prunectl.rundir.layout import PRUNED_CHECKPOINT as PRUNED
+from prunectl.rundir.layout import XZ_NAME as XZ
+from prunectl.rundir.manifest import Section, Stage
 
-PRUNED = "pruned.pt"
-ONNX = "model.onnx"
-XZ = "model.onnx.xz"
 PARITY_SAMPLES = 512
 
 
@@ -91,12 +92,12 @@ def verify(run_dir: str | Path, *, parity: bool = True, max_advantage: float | N
         return VerifyResult(str(path), (Check("manifest", False, f"{MANIFEST} is unreadable ({error}): nothing can be verified"),), None, None)
 
     checks = [_files(path, manifest), _gate(path, manifest)]
-    audited = (manifest.get("gate") or {}).get("checkpoints_sha256", {}).get(PRUNED)
+    audited = (manifest.get(Section.GATE.value) or {}).get("checkpoints_sha256", {}).get(PRUNED)
     export_dir = _export_dir(path, manifest)
     onnx_sha = _sha256(export_dir / ONNX) if export_dir is not None else None
     checks.append(_export(export_dir, manifest, audited))
     checks.append(_xz(export_dir, onnx_sha))
-    if "release" in manifest:
+    if Section.RELEASE.value in manifest:
         checks.append(_release(manifest, onnx_sha))
     if parity:
         checks.append(_parity(path, export_dir, audited))
@@ -127,7 +128,7 @@ def _mismatches(directory: Path, recorded: dict[str, str]) -> list[str]:
 
 
 def _files(path: Path, manifest: dict[str, Any]) -> Check:
-    recorded = manifest.get("files") or {}
+    recorded = manifest.get(Section.FILES.value) or {}
     if not recorded:
         return Check("files", False, "the manifest records no file hashes")
     problems = _mismatches(path, recorded)
@@ -137,7 +138,7 @@ def _files(path: Path, manifest: dict[str, Any]) -> Check:
 
 
 def _gate(path: Path, manifest: dict[str, Any]) -> Check:
-    gate = manifest.get("gate")
+    gate = manifest.get(Section.GATE.value)
     if not gate:
         return Check("gate", False, "the run was never gated; run prunectl compress (or prunectl gate) first")
     if not gate.get("passed") or gate.get("verdict") != "pass":
@@ -152,19 +153,21 @@ def _gate(path: Path, manifest: dict[str, Any]) -> Check:
 
 
 def _export_dir(path: Path, manifest: dict[str, Any]) -> Path | None:
-    section = manifest.get("export")
+    section = manifest.get(Section.EXPORT.value)
     if not section:
         return None
-    recorded = Path(section.get("dir", "export"))
+    recorded = Path(section.get("dir", EXPORT_DIR))
     return recorded if recorded.is_absolute() else path / recorded
 
 
 def _export(export_dir: Path | None, manifest: dict[str, Any], audited: str | None) -> Check:
     if export_dir is None:
-        why = "the model is quarantined (the gate failed; --export-on-fail)" if "quarantine" in manifest else "nothing was exported"
+        quarantined = Section.QUARANTINE.value in manifest
+        why = "the model is quarantined (the gate failed; --export-on-fail)" if quarantined else "nothing was exported"
         return Check("export", False, f"{why}: there is no release artifact")
-    problems = _mismatches(export_dir, manifest["export"].get("files") or {})
-    if ONNX not in (manifest["export"].get("files") or {}):
+    recorded = manifest[Section.EXPORT.value].get("files") or {}
+    problems = _mismatches(export_dir, recorded)
+    if ONNX not in recorded:
         problems.append(f"the manifest records no {ONNX}")
     if problems:
         return Check("export", False, "; ".join(problems))
@@ -199,10 +202,11 @@ def _xz(export_dir: Path | None, onnx_sha: str | None) -> Check:
 
 
 def _release(manifest: dict[str, Any], onnx_sha: str | None) -> Check:
-    release = manifest["release"]
+    release = manifest[Section.RELEASE.value]
     artifact = release.get("artifact") or {}
-    if manifest.get("stage") != "released" or not release.get("released"):
-        return Check("release", False, f"the run's stage is {manifest.get('stage')!r}, not 'released'")
+    stage = manifest.get(Section.STAGE.value)
+    if stage != Stage.RELEASED.value or not release.get("released"):
+        return Check("release", False, f"the run's stage is {stage!r}, not {Stage.RELEASED.value!r}")
     if artifact.get("sha256") != onnx_sha:
         return Check("release", False, f"the release record names another artifact (sha256 {str(artifact.get('sha256'))[:12]}…)")
     return Check("release", True, f"released artifact sha256 {str(onnx_sha)[:12]}…")
@@ -217,8 +221,7 @@ def _parity(path: Path, export_dir: Path | None, audited: str | None) -> Check:
     from exporters.errors import ExporterInputError
     from exporters.parity import compare_logits, run_session
     from exporters.runtime import open_session
-    from prunectl.api import load_run
-    from prunectl.errors import PrunectlError
+    from prunectl.rundir.load import load_run
 
     try:
         loaded = load_run(path)
@@ -241,7 +244,7 @@ def _parity(path: Path, export_dir: Path | None, audited: str | None) -> Check:
 
 
 def _threshold(manifest: dict[str, Any], required: float) -> Check:
-    gate = manifest.get("gate") or {}
+    gate = manifest.get(Section.GATE.value) or {}
     used, gated = gate.get("max_advantage"), gate.get("gated_value")
     if used is None or gated is None:
         return Check("threshold", False, "the gate record holds no threshold or gated figure")

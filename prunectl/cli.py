@@ -36,6 +36,7 @@ class _OneLineUsageErrors(TyperGroup):
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
         from prunectl.commands._common import Terminated, sigterm_as_interrupt, stopped
+        from prunectl.faults import fault_point
 
         # A signal can land outside a command too (while parsing, or after the command returned):
         # it still ends in one line and 130/143, never in click's "Aborted!" and exit 1, which a
@@ -43,6 +44,7 @@ class _OneLineUsageErrors(TyperGroup):
         try:
             with sigterm_as_interrupt():
                 code = super().main(*args, standalone_mode=False, **kwargs)
+                fault_point("after-command")
         except KeyboardInterrupt as interrupt:
             sys.exit(stopped(isinstance(interrupt, Terminated)))
         except typer.Abort as abort:

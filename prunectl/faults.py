@@ -12,7 +12,8 @@ Points, in the order a run reaches them:
 - `round-K-epoch-E`: in round K, after fine-tuning epoch E (1-based), before the round's checkpoint;
 - `round-K`: right after round K's checkpoint was written;
 - `export`: after the pruned model's files are written into the export staging directory,
-  before the dense baseline and before anything is moved into place.
+  before the dense baseline and before anything is moved into place;
+- `after-command`: after a CLI command returned, before the process exits.
 
 The variable is for tests; a user never needs it. It is read at every point (not cached), so a
 test can set it per subprocess.

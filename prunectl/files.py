@@ -81,8 +81,11 @@ def check_writable(path: Path, what: str, fix: str | None = None) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise WriteError(f"cannot create the {what} {path}: {existing} is a file, not a directory; {fix or _ADVICE[errno.ENOTDIR]}")
-    with refused_writes(path, f"create the {what}" if existing != path else f"write into the {what}", fix):
+    try:
         os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".prunectl-probe-"))
+    except OSError as error:
+        doing = f"create the {what}" if existing != path else f"write into the {what}"
+        raise WriteError(describe_os_error(error, path, doing, fix)) from None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:

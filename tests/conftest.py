@@ -45,6 +45,25 @@ class NaNOutputs(nn.Module):
         return self.inner(x) * float("nan")
 
 
+DROP_FILE_CAPABILITIES = ["setpriv", "--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+def without_file_capabilities() -> list[str]:
+    """A command prefix under which file permissions bind this process's children, root or not.
+
+    Root ignores file modes (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), and CI runs as root, so a
+    test about an unreadable or unwritable file runs its command through setpriv (util-linux),
+    which keeps uid 0 but drops both capabilities: the way an ordinary user meets the file."""
+    import os
+    import shutil
+
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.fail("running as root, this test needs setpriv (util-linux) to drop CAP_DAC_OVERRIDE: apt-get install util-linux")
+    return list(DROP_FILE_CAPABILITIES)
+
+
 def make_tiny_recipe(**changes: object) -> Recipe:
     """Digits, small splits, an MLP, 2 rounds of 1 epoch, no defense: a full run in about a second.
 

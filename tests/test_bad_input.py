@@ -24,9 +24,9 @@ import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from conftest import make_tiny_recipe
+from conftest import make_tiny_recipe, without_file_capabilities
 from prunectl.cli import app
 from prunectl.config import to_toml
 from prunectl.models import MLP
@@ -326,22 +326,6 @@ def case(case_id: str, build: Build, fragment: str, marks: Any = ()) -> Any:
     return pytest.param(build, fragment, id=case_id, marks=marks)
 
 
-def _can_read_mode_000() -> bool:
-    """Root (as CI runs) reads files whatever their mode, so chmod 000 proves nothing there."""
-    with tempfile.TemporaryDirectory() as directory:
-        probe = Path(directory) / "probe"
-        probe.write_text("x")
-        probe.chmod(0)
-        try:
-            probe.read_text()
-        except PermissionError:
-            return False
-        return True
-
-
-AS_ROOT = pytest.mark.skipif(_can_read_mode_000(), reason="this user (root) can read a chmod 000 file")
-
-
 CASES = [
     # -- recipe values -----------------------------------------------------------------------
     case("prune-target-sparsity-above-1", lambda w: w.prune("--target-sparsity", "1.5"),
@@ -380,16 +364,6 @@ CASES = [
          "is not a file; pass an existing path"),
     case("prune-missing-memscores-file", lambda w: w.prune("--defense", "wemem", "--memscores", str(w.root / "nowhere.csv")),
          "nowhere.csv"),
-    case("prune-unreadable-npz", lambda w: w.prune("--data", "npz:" + w.unreadable(w.npz(**w.images()))),
-         "is not readable (permission denied); check its permissions", marks=AS_ROOT),
-    case("prune-unreadable-csv", lambda w: w.prune("--data", "csv:" + w.unreadable(w.table())),
-         "is not readable (permission denied); check its permissions", marks=AS_ROOT),
-    case("prune-unreadable-model-checkpoint",
-         lambda w: w.prune("--model-checkpoint", w.unreadable(w.checkpoint(MLP(64, (32,), 10)))),
-         "check the path and its permissions", marks=AS_ROOT),
-    case("prune-unreadable-config-file",
-         lambda w: ["prune", "--config", w.unreadable(w.config()), "--out", str(w.out)],
-         "check the path and its permissions", marks=AS_ROOT),
     case("prune-directory-as-npz", lambda w: w.prune("--data", f"npz:{w.directory('adir')}"),
          "is a directory; pass a file"),
     case("prune-directory-as-csv", lambda w: w.prune("--data", f"csv:{w.directory('adir')}"),
@@ -720,3 +694,80 @@ def test_a_multi_line_message_is_printed_as_one_line(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(prunectl.api, "prune", multi_line)
     result = runner.invoke(app, Workspace(tmp_path, lambda: tmp_path).prune())
     assert_one_line_error(result, "cannot read x.csv: line 3: bad value fix the file")
+
+
+# -- unreadable files, as root too ---------------------------------------------------------------------
+#
+# Root reads a chmod 000 file, and CI runs as root, so these cases run the CLI in a child that
+# keeps uid 0 but drops the file capabilities (`conftest.without_file_capabilities`), the way an
+# ordinary user meets the file. Each has a control: the same file left
+# readable, under the same child, gets past the read and fails later for a reason that proves
+# the file was read. So a case cannot pass because everything became unreadable.
+
+TOO_MANY_MEMBERS = {"PRUNECTL_DATA_MEMBERS": "1000"}  # refused only once the data is loaded
+
+
+@dataclass(frozen=True)
+class UnreadableCase:
+    """`build(workspace, readable)` → (argv, the file, extra environment)."""
+
+    build: Callable[[Workspace, bool], tuple[list[str], str, dict[str, str]]]
+    refused: str
+    control: str
+
+
+def _npz(w: Workspace, readable: bool) -> tuple[list[str], str, dict[str, str]]:
+    path = w.npz(**w.images())
+    return w.prune("--data", "npz:" + (path if readable else w.unreadable(path))), path, TOO_MANY_MEMBERS
+
+
+def _csv(w: Workspace, readable: bool) -> tuple[list[str], str, dict[str, str]]:
+    path = w.table()
+    return w.prune("--data", "csv:" + (path if readable else w.unreadable(path))), path, TOO_MANY_MEMBERS
+
+
+def _checkpoint(w: Workspace, readable: bool) -> tuple[list[str], str, dict[str, str]]:
+    path = w.checkpoint(MLP(64, (16,), 10))  # the recipe's widths are (32,): a readable file does not fit
+    return w.prune("--model-checkpoint", path if readable else w.unreadable(path)), path, {}
+
+
+def _config(w: Workspace, readable: bool) -> tuple[list[str], str, dict[str, str]]:
+    path = w.file("recipe.toml", "[prune]\nrounds = 0\n")
+    return ["prune", "--config", path if readable else w.unreadable(path), "--out", str(w.out)], path, {}
+
+
+UNREADABLE = {
+    "npz data": UnreadableCase(_npz, "is not readable (permission denied); check its permissions", "but the data has 90 samples"),
+    "csv data": UnreadableCase(_csv, "is not readable (permission denied); check its permissions", "but the data has 90 samples"),
+    "a model checkpoint": UnreadableCase(_checkpoint, "check the path and its permissions", "does not fit the model architecture"),
+    "a config file": UnreadableCase(_config, "is not readable", "prune.rounds = 0 is invalid"),
+}
+
+
+def _run_without_file_capabilities(workspace: Workspace, argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PRUNECTL_")}
+    environment.update(env, PRUNECTL_CACHE_DIR=str(workspace.root / "cache"))
+    command = [*without_file_capabilities(), sys.executable, "-m", "prunectl.cli", *argv]
+    return subprocess.run(command, capture_output=True, text=True, env=environment, cwd=workspace.root, timeout=300)
+
+
+@pytest.mark.parametrize("what", UNREADABLE)
+def test_an_unreadable_file_is_refused_in_one_line_naming_it_even_as_root(workspace: Workspace, what: str) -> None:
+    case_ = UNREADABLE[what]
+    argv, path, env = case_.build(workspace, False)
+    before = snapshot(workspace.root)
+    done = _run_without_file_capabilities(workspace, argv, env)
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1 and "Traceback" not in lines[0], done.stderr
+    assert path in lines[0] and case_.refused in lines[0], lines[0]
+    assert snapshot(workspace.root) == before, "a refused command wrote or changed files"
+
+
+@pytest.mark.parametrize("what", UNREADABLE)
+def test_the_same_file_left_readable_is_read_by_the_same_child(workspace: Workspace, what: str) -> None:
+    case_ = UNREADABLE[what]
+    argv, path, env = case_.build(workspace, True)
+    done = _run_without_file_capabilities(workspace, argv, env)
+    assert done.returncode == 2, done.stderr
+    assert case_.control in done.stderr and "permission" not in done.stderr, done.stderr

@@ -3,16 +3,24 @@
 Real processes are killed with real signals at exact points through `PRUNECTL_FAULT`
 (`prunectl.faults`), never by sleeping and hoping: SIGKILL (nothing can clean up), SIGINT
 (Ctrl-C) and SIGTERM (a cancelled CI job).
+
+Each child starts with SIGINT at its default, as a terminal's foreground job has it. A test
+process started in the background by a non-interactive shell (`make test &`, some CI runners)
+has SIGINT *ignored*, and a child would inherit that: Python then installs no Ctrl-C handler,
+the simulated Ctrl-C did nothing, and the run finished with exit 0. That, not timing, was the
+rare failure of the SIGINT case.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,11 +35,28 @@ pytestmark = pytest.mark.slow
 RECIPE = make_tiny_recipe(prune__rounds=3, prune__epochs_per_round=2)
 
 
+@contextlib.contextmanager
+def sigint_as_at_a_terminal() -> Iterator[None]:
+    """While children are started, SIGINT is handled here, so exec gives them its default.
+
+    An ignored signal stays ignored across exec, a handled one is reset to default; so a test
+    process that inherited SIGINT ignored takes Python's handler for the duration."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if previous is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _prunectl(args: list[str], fault: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
     if fault is not None:
         env[FAULT_ENV] = fault
-    return subprocess.run([sys.executable, "-m", "prunectl.cli", *args], capture_output=True, text=True, env=env, timeout=600, cwd=cwd)
+    with sigint_as_at_a_terminal():
+        return subprocess.run([sys.executable, "-m", "prunectl.cli", *args], capture_output=True, text=True, env=env, timeout=600, cwd=cwd)
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -99,6 +124,35 @@ def test_a_signal_stops_the_run_at_once_and_says_how_to_resume(config, uninterru
     assert resumed.returncode == 0, resumed.stderr
     straight, recovered = _weights(uninterrupted), _weights(out)
     assert all(torch.equal(straight[k], recovered[k]) for k in straight)
+
+
+def test_a_child_started_with_sigint_ignored_still_gets_a_working_ctrl_c(config, tmp_path):
+    """What `make test &` does to the test process: SIGINT ignored. The harness undoes it for its
+    children, and an interrupt fault in a process that does ignore it says so instead of nothing."""
+    probe = [sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"]
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        assert subprocess.run(probe, capture_output=True, text=True).stdout.strip() == "True", "ignored is inherited"
+        with sigint_as_at_a_terminal():
+            assert subprocess.run(probe, capture_output=True, text=True).stdout.strip() == "False"
+        env = {**os.environ, FAULT_ENV: "interrupt@round-1-epoch-1"}
+        ignored = subprocess.run(
+            [sys.executable, "-m", "prunectl.cli", "prune", "--config", str(config), "--out", str(tmp_path / "run")],
+            capture_output=True, text=True, env=env, timeout=600,
+        )  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert "SIGINT is ignored in this process" in ignored.stderr
+
+
+@pytest.mark.parametrize(("fault", "code", "said"), [("interrupt@after-command", 130, "interrupted"), ("terminate@after-command", 143, "terminated (SIGTERM)")])
+def test_a_signal_after_the_command_finished_still_exits_130_or_143_in_one_line(tmp_path, fault, code, said):
+    """Between the command's return and the exit, Ctrl-C used to become click's "Aborted!" and
+    exit 1, which a CI job reads as a failed gate; and SIGTERM killed the process outright."""
+    stopped = _prunectl(["init", str(tmp_path / "prunectl.toml")], fault=fault)
+    assert stopped.returncode == code, stopped.stderr
+    assert stopped.stderr.strip().splitlines()[-1] == said
+    assert "Traceback" not in stopped.stderr and "Aborted" not in stopped.stderr
 
 
 class _Exploit:

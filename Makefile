@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv clean bench bench-privacy bench-compress bench-memory
+.PHONY: demo test venv clean bench bench-startup bench-privacy bench-compress bench-memory
 
 venv: $(STAMP)
 
@@ -26,6 +26,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/prune.py
 	$(BIN)/python benchmarks/export.py
+	$(BIN)/python benchmarks/startup.py
+
+# CLI start-up (help, init, a refused value) against `python -c pass`: about a minute.
+bench-startup: $(STAMP)
+	$(BIN)/python benchmarks/startup.py
 
 # The release step on the embedded default, cold cache, several seeds and candidate recipes: ~20 minutes.
 bench-compress: $(STAMP)

@@ -14,6 +14,7 @@ package at the bottom of the stack, so that `gates` and `prunectl` share one voc
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -99,8 +100,9 @@ class Declared:
         return self.rule.allowed
 
 
+@functools.cache
 def declared(cls: type) -> tuple[Declared, ...]:
-    """The settings a dataclass declares with :func:`setting`, in field order."""
+    """The settings a dataclass declares with :func:`setting`, in field order (read once per class)."""
     hints = typing.get_type_hints(cls)
     found = []
     for item in dataclasses.fields(cls):

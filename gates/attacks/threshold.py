@@ -88,7 +88,7 @@ def top1_signal(posteriors: Any, labels: Any) -> Any:
 class ThresholdAttack:
     """A signal of the posterior with thresholds chosen on shadow data, per class when the data allow it.
 
-    Each subclass below is one registered attack: its `name` and its `signal`."""
+    Each attack of the family below is a subclass with its own `name` and `signal`."""
 
     name: ClassVar[str]
     summary: ClassVar[str]
@@ -143,34 +143,17 @@ class ThresholdAttack:
         return self.raw_score(features) - self.class_thresholds[features.labels]
 
 
-class ConfidenceAttack(ThresholdAttack):
-    name = "confidence"
-    summary = "the true class's posterior p_y"
-    signal = staticmethod(confidence_signal)
+def _threshold_attack(name: str, summary: str, signal: Signal) -> type[ThresholdAttack]:
+    """One registered attack of the family: its name, a line saying what it reads, its signal."""
+    class_name = "".join(part.title() for part in name.split("_")) + "Attack"
+    return type(class_name, (ThresholdAttack,), {"name": name, "summary": summary, "signal": staticmethod(signal), "__module__": __name__})
 
 
-class LossAttack(ThresholdAttack):
-    name = "loss"
-    summary = "log p_y, minus the cross-entropy loss"
-    signal = staticmethod(loss_signal)
-
-
-class EntropyAttack(ThresholdAttack):
-    name = "entropy"
-    summary = "minus the posterior's entropy"
-    signal = staticmethod(entropy_signal)
-
-
-class ModifiedEntropyAttack(ThresholdAttack):
-    name = "modified_entropy"
-    summary = "minus Song & Mittal's modified entropy, which uses the label"
-    signal = staticmethod(modified_entropy_signal)
-
-
-class Top1Attack(ThresholdAttack):
-    name = "top1"
-    summary = "the largest posterior (needs no label)"
-    signal = staticmethod(top1_signal)
+ConfidenceAttack = _threshold_attack("confidence", "the true class's posterior p_y", confidence_signal)
+LossAttack = _threshold_attack("loss", "log p_y, minus the cross-entropy loss", loss_signal)
+EntropyAttack = _threshold_attack("entropy", "minus the posterior's entropy", entropy_signal)
+ModifiedEntropyAttack = _threshold_attack("modified_entropy", "minus Song & Mittal's modified entropy, which uses the label", modified_entropy_signal)
+Top1Attack = _threshold_attack("top1", "the largest posterior (needs no label)", top1_signal)
 
 
 SIGNALS: dict[str, Signal] = {

@@ -36,7 +36,8 @@ from prunectl.config import resolve  # noqa: E402
 from prunectl.data import load_dataset, make_splits  # noqa: E402
 from prunectl.memscores import spearman, train_helpers  # noqa: E402
 from prunectl.pipeline import helper_trainers  # noqa: E402
-from prunectl.training import derive_seed, resolve_device  # noqa: E402
+from gates.seeds import derive_seed  # noqa: E402
+from prunectl.training import resolve_device  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "memscore_k.json"

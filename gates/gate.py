@@ -27,7 +27,8 @@ from gates.metrics import evaluate_attack, resolution
 from gates.policy import GatePolicy, check_policy
 from gates.progress import Progress, SilentProgress
 from gates.result import AttackMetrics, GateResult, ModelAudit, ShadowSummary
-from gates.sampling import balanced_by_class, derive_seed
+from gates.sampling import balanced_by_class
+from gates.seeds import derive_seed
 from gates.shadows import ShadowPlan, ShadowTrainer, TrainedShadow, plan_shadows, train_shadows
 
 MODEL_KINDS = ("original", "pruned")

@@ -1,4 +1,4 @@
-"""Class-balanced sampling and seeds: how evaluation and attack-training sets are drawn.
+"""Class-balanced sampling: how evaluation and attack-training sets are drawn (seeds: `gates.seeds`).
 
 An attack evaluated on unbalanced sets can look strong by predicting the majority side, and
 one evaluated on sets with different class mixes can look strong by recognising the class.
@@ -8,12 +8,6 @@ So every set the gate scores holds as many members as non-members *within each c
 from __future__ import annotations
 
 import numpy as np
-
-
-def derive_seed(seed: int, *tags: int | str) -> int:
-    """A stable sub-seed per purpose (shadow i, features of model m, ...)."""
-    words = [seed] + [t if isinstance(t, int) else int.from_bytes(t.encode()[:8].ljust(8, b"\0"), "little") for t in tags]
-    return int(np.random.SeedSequence(words).generate_state(1)[0])
 
 
 def balanced_by_class(

@@ -17,7 +17,8 @@ import numpy as np
 from torch import nn
 
 from gates.progress import Progress, SilentProgress
-from gates.sampling import derive_seed, stratified_split
+from gates.sampling import stratified_split
+from gates.seeds import derive_seed
 
 ShadowTrainer = Callable[[np.ndarray, np.ndarray, int], tuple[nn.Module, nn.Module]]
 """`(member_indices, dev_indices, seed) -> (base_model, pruned_model)`: the victim's pipeline

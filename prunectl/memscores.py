@@ -31,13 +31,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from gates.seeds import derive_seed
 from prunectl.cache import CacheEntry, ContentCache, training_inputs
 from prunectl.data import Dataset
 from prunectl.errors import PrunectlError
 from prunectl.files import atomic_write_bytes, atomic_write_text
 from prunectl.progress import Progress, SilentProgress
 from prunectl.recipe import Recipe
-from prunectl.training import derive_seed, predict_logits_at
+from prunectl.training import predict_logits_at
 
 CACHE_KIND = "memscores"
 CSV_HEADER = ("index", "score")

@@ -26,12 +26,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from gates.seeds import derive_seed
 from prunectl.data import Dataset
 from prunectl.errors import ModelError
 from prunectl.recipe import ModelSpec, Recipe
 from prunectl.registry import Registry
 from prunectl.registry import split_source as parse_source
-from prunectl.training import derive_seed
 
 
 @dataclass(frozen=True)

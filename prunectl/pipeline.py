@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gates.seeds import derive_seed
 from prunectl.cache import ContentCache, training_inputs
 from prunectl.data import Dataset, load_dataset
 from prunectl.defenses import make_defense
@@ -30,7 +31,7 @@ from prunectl.pruning.engine import PruneOutcome, prune_iteratively
 from prunectl.recipe import Recipe
 from prunectl.rundir.directory import RunDirectory
 from prunectl.rundir.layout import BASE_CHECKPOINT
-from prunectl.training import derive_seed, fit, resolve_device
+from prunectl.training import fit, resolve_device
 
 PipelineFunction = Callable[[Recipe, np.ndarray, np.ndarray, int], tuple[nn.Module, nn.Module]]
 

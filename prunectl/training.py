@@ -7,7 +7,6 @@ model saw, not just how many.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from gates.seeds import derive_seed
 from prunectl.data import Dataset
 from prunectl.errors import RecipeError
 from prunectl.optimizers import OptimizerSettings, make_optimizer
@@ -44,12 +44,6 @@ OverridesFn = Callable[[torch.Tensor], dict[str, float] | None]
 
 GroupsFn = Callable[[np.ndarray], list[np.ndarray]]
 """`(epoch indices) -> disjoint groups`: no batch mixes samples of two groups (e.g. risky samples)."""
-
-
-def derive_seed(seed: int, *tags: object) -> int:
-    """A stable sub-seed per purpose, so adding a random draw in one place shifts no other."""
-    digest = hashlib.sha256(":".join(map(str, (seed, *tags))).encode()).digest()
-    return int.from_bytes(digest[:4], "little")
 
 
 def resolve_device(name: str) -> torch.device:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gates.sampling import balanced_by_class, derive_seed, stratified_split
+from gates.sampling import balanced_by_class, stratified_split
+from gates.seeds import derive_seed
 from gates.shadows import plan_shadows
 
 LABELS = np.repeat(np.arange(3), [50, 30, 20])  # index i has class LABELS[i]
@@ -69,3 +70,24 @@ def test_shadow_plans_are_reproducible_from_the_seed():
 def test_derived_seeds_are_stable_and_differ_by_purpose():
     assert derive_seed(0, "shadow", 1) == derive_seed(0, "shadow", 1)
     assert len({derive_seed(0, "shadow", 1), derive_seed(0, "shadow", 2), derive_seed(1, "shadow", 1), derive_seed(0, "evaluation")}) == 4
+
+
+def test_every_character_of_a_tag_counts():
+    """The gate's old derivation read a tag's first 8 bytes, so these pairs got one seed."""
+    assert derive_seed(0, "memscore-init") != derive_seed(0, "memscore-fit")
+    assert derive_seed(0, "shadow-split", 0) != derive_seed(0, "shadow-balance", 0)
+    assert all(0 <= derive_seed(s, "x") < 2**32 for s in range(100))
+
+
+def test_the_gate_and_the_core_derive_seeds_one_way():
+    """One function, in the torch-free leaf gates owns: the core imports it, defines none of its own."""
+    import gates.sampling
+    import prunectl.models
+    import prunectl.pipeline
+    import prunectl.training
+    from gates import gate, shadows
+
+    users = (gate, shadows, prunectl.models, prunectl.pipeline, prunectl.training)
+    assert all(module.derive_seed is derive_seed for module in users)
+    assert not hasattr(gates.sampling, "derive_seed")
+    assert derive_seed(0, "prune") == 3443234804  # the core's derivation, kept: the released models do not change

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gates.seeds import derive_seed
 from prunectl.data import Dataset
 from prunectl.defenses.base import Defense
 from prunectl.faults import fault_point
@@ -28,7 +29,7 @@ from prunectl.pruning.masks import Masks, apply_masks, compute_masks, mask_gradi
 from prunectl.pruning.schedule import SCHEDULES
 from prunectl.recipe import PruneSpec, TrainSpec
 from prunectl.optimizers import OptimizerSettings, make_optimizer
-from prunectl.training import derive_seed, evaluate, make_generator, train_epoch
+from prunectl.training import evaluate, make_generator, train_epoch
 
 @dataclass(frozen=True)
 class RoundRecord:

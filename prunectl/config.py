@@ -73,14 +73,15 @@ def discover_config(cwd: Path | None = None, env: Mapping[str, str] | None = Non
 
 
 def _type_name(annotation: Any) -> str:
-    base, optional = _unwrap_optional(annotation)
+    base, optional = unwrap_optional(annotation)
     name = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(base)
     if name is None:
         name = "a list of strings" if typing.get_args(base)[:1] == (str,) else "a list of integers"
     return name + (" (or unset)" if optional else "")
 
 
-def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+def unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+    """`int | None` → `(int, True)`; `int` → `(int, False)`."""
     args = typing.get_args(annotation)
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         non_none = [a for a in args if a is not type(None)]
@@ -91,7 +92,7 @@ def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
 def coerce(info: RecipeField, value: Any, *, from_text: bool = False) -> Any:
     """Convert a file, environment or flag value to the field's type, or say what is expected."""
     annotation = info.declaration.annotation
-    base, optional = _unwrap_optional(annotation)
+    base, optional = unwrap_optional(annotation)
     where = env_var(info.dotted) if from_text else info.dotted
     if from_text and isinstance(value, str):
         text = value.strip()

@@ -155,19 +155,9 @@ def train_helpers(
     return HelperOutcomes(members, included, correct)
 
 
-def estimate(
-    data: Dataset,
-    members: np.ndarray,
-    *,
-    models: int,
-    seed: int,
-    build_model: BuildModel,
-    fit: FitModel,
-    device: torch.device,
-    progress: Progress | None = None,
-) -> MemScores:
-    """Train `models` helper models on complementary halves of `members` and score every member."""
-    outcomes = train_helpers(data, members, models=models, seed=seed, build_model=build_model, fit=fit, device=device, progress=progress)
+def estimate(outcomes: HelperOutcomes) -> MemScores:
+    """Score every member from its helper models' outcomes, with the split-half noise estimate."""
+    models = outcomes.included.shape[0]
     half = 2 * (models // 4)
     split_half = spearman(outcomes.scores(slice(0, half)), outcomes.scores(slice(half, models))) if models >= 4 else None
     return MemScores(outcomes.members, outcomes.scores(), models, split_half, "computed")
@@ -215,7 +205,8 @@ def cached_estimate(
         entry = cache.entry(CACHE_KIND, inputs, ".npz")
         if entry.exists:
             return dataclasses.replace(_read_entry(entry), cache={**entry.to_dict(), "hit": True}), entry, True
-    scores = estimate(data, members, models=models, seed=helper_seed, build_model=build_model, fit=fit, device=device, progress=progress)
+    outcomes = train_helpers(data, members, models=models, seed=helper_seed, build_model=build_model, fit=fit, device=device, progress=progress)
+    scores = estimate(outcomes)
     if entry is None:
         return scores, None, False
     buffer = io.BytesIO()

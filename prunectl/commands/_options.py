@@ -17,6 +17,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from prunectl.config import unwrap_optional
 from prunectl.recipe import fields
 
 PRUNING = "Pruning"
@@ -54,7 +55,7 @@ def recipe_option(parameter: str, dotted: str, *names: str, panel: str, help: st
     `default_words` (true, false) for a boolean pair such as `--keep-last-dense/--prune-last`.
     """
     declaration = _FIELDS[dotted].declaration
-    annotation, _ = _unwrapped(declaration.annotation)
+    annotation, _ = unwrap_optional(declaration.annotation)
     if declaration.choices is not None and annotation is str:
         kind: Any = _enum(dotted, declaration.choices())
     elif annotation in (int, float, bool, str):
@@ -70,13 +71,6 @@ def recipe_option(parameter: str, dotted: str, *names: str, panel: str, help: st
     if not text.startswith(" | ".join(declaration.choices() if declaration.choices else ())):
         text = text[:1].upper() + text[1:]  # a sentence; a list of choices keeps its spelling
     return Annotated[Optional[kind], typer.Option(*names, help=text, rich_help_panel=panel)]
-
-
-def _unwrapped(annotation: Any) -> tuple[Any, bool]:
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if type(None) in typing.get_args(annotation):
-        return args[0], True
-    return annotation, False
 
 
 TargetSparsity = recipe_option("target_sparsity", "prune.target_sparsity", panel=PRUNING)

@@ -16,8 +16,6 @@ from prunectl.files import atomic_torch_save, check_writable, make_directory, re
 from prunectl.models import load_tensors_only
 from prunectl.rundir.layout import (
     CHECKPOINTS_DIR,
-    EXPORT_DIR,
-    GATE_DIR,
     MANIFEST,
     RECIPE,
     ROUND_CHECKPOINT,
@@ -40,14 +38,6 @@ class RunDirectory:
     @property
     def checkpoint_dir(self) -> Path:
         return self.path / CHECKPOINTS_DIR
-
-    @property
-    def gate_dir(self) -> Path:
-        return self.path / GATE_DIR
-
-    @property
-    def export_dir(self) -> Path:
-        return self.path / EXPORT_DIR
 
     @property
     def is_finished(self) -> bool:

@@ -152,40 +152,22 @@ def prune(
     return result
 
 
-def prune_or_reuse(
-    recipe: Recipe,
-    out: Path,
-    *,
-    reuse: bool,
-    resume: bool = False,
-    overwrite: bool = False,
-    progress: Progress | None = None,
-    origins: dict[str, str] | None = None,
-    cache_dir: str | Path | None = None,
-    gate_settings: GateSpec | None = None,
-) -> PruneResult:
+def prune_or_reuse(recipe: Recipe, out: Path, *, reuse: bool, **options: Any) -> PruneResult:
     """The prune a later stage starts from: a finished run of this recipe in `out`, or a new one.
 
     With `reuse`, a finished run of the same recipe (gate and export settings aside: they do not
     change the pruned model) is taken as it is, and a finished run of a different recipe is
-    refused, or replaced with `overwrite`. Otherwise `out` is pruned as `prune` does (`resume` continues an
-    unfinished run). `compress --resume` reuses; `gate` without a run directory always does.
+    refused, or replaced with `overwrite=True`. Otherwise, and for everything else, this is
+    `prune(recipe, out=out, **options)`, where `resume=True` continues an unfinished run.
+    `compress --resume` reuses; `gate` without a run directory always does.
     """
-    if reuse and RunDirectory(out).is_finished:
+    finished = RunDirectory(out).is_finished
+    if reuse and finished:
         if reusable_run(out, recipe):
             return PruneResult.read(out)
-        if not overwrite:
+        if not options.get("overwrite"):
             raise RunDirError(f"{out} holds a finished run of a different recipe; pass --overwrite to replace it, or choose another --out")
-    return prune(
-        recipe,
-        out=out,
-        overwrite=overwrite,
-        resume=resume and not RunDirectory(out).is_finished,
-        progress=progress,
-        origins=origins,
-        cache_dir=cache_dir,
-        gate_settings=gate_settings,
-    )
+    return prune(recipe, out=out, **{**options, "resume": bool(options.get("resume")) and not finished})
 
 
 def preflight(recipe: Recipe, out: Path, cache_dir: Path) -> tuple[Dataset, Splits]:

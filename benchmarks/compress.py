@@ -38,10 +38,17 @@ PRUNECTL = Path(sys.executable).parent / "prunectl"
 # name → (extra flags, extra environment). Recipe fields without a flag are set through PRUNECTL_* variables.
 CANDIDATES: dict[str, tuple[list[str], dict[str, str]]] = {
     "default": ([], {}),
-    "none": (["--defense", "none"], {}),
-    "rmr-threshold-0.5": ([], {"PRUNECTL_DEFENSE_RMR_THRESHOLD": "0.5"}),
-    "none-prune-last": (["--defense", "none", "--prune-last"], {}),
-    "previous-default": (["--defense", "none", "--schedule", "geometric", "--prune-last"], {}),
+    # Measured when base training defaulted to 30 epochs; "--epochs 30" keeps them what was measured.
+    "epochs-30": (["--epochs", "30"], {}),
+    "none": (["--epochs", "30", "--defense", "none"], {}),
+    "rmr-threshold-0.5": (["--epochs", "30"], {"PRUNECTL_DEFENSE_RMR_THRESHOLD": "0.5"}),
+    "none-prune-last": (["--epochs", "30", "--defense", "none", "--prune-last"], {}),
+    "previous-default": (["--epochs", "30", "--defense", "none", "--schedule", "geometric", "--prune-last"], {}),
+    "swmr": (["--epochs", "30", "--wemem-variant", "swmr"], {}),
+    "rmr-decay-0.3": (["--epochs", "30"], {"PRUNECTL_DEFENSE_RMR_WEIGHT_DECAY": "0.3"}),
+    "kl-4": (["--epochs", "30", "--defense", "kl", "--kl-weight", "4"], {}),
+    "base-weight-decay-1e-3": (["--epochs", "30"], {"PRUNECTL_TRAIN_WEIGHT_DECAY": "0.001"}),
+    "epochs-20": (["--epochs", "20"], {}),
 }
 
 

@@ -46,7 +46,8 @@ PAIRS = 8
 THRESHOLD = 0.5
 
 WORKLOADS: dict[str, dict[str, Any]] = {
-    "digits-cnn": {"data.source": "digits", "model.source": "builtin:cnn"},
+    # 30 epochs: the embedded default when the recorded table was measured (it is 15 now).
+    "digits-cnn": {"data.source": "digits", "model.source": "builtin:cnn", "train.epochs": 30},
     "leaky-mlp": {"data.source": "fashion-mnist", **DEFENSE_WORKLOADS["leaky-mlp"]},
     "cnn": {"data.source": "fashion-mnist", **DEFENSE_WORKLOADS["cnn"]},
 }

@@ -131,17 +131,8 @@ def compress(
     seconds: dict[str, float] = {}
 
     clock = time.perf_counter()
-    pruned = prune_or_reuse(
-        recipe,
-        path,
-        reuse=resume,
-        resume=resume,
-        overwrite=overwrite,
-        progress=progress,
-        origins=origins,
-        cache_dir=cache_dir,
-        gate_settings=recipe.gate,
-    )
+    options = dict(resume=resume, overwrite=overwrite, progress=progress, origins=origins, cache_dir=cache_dir, gate_settings=recipe.gate)
+    pruned = prune_or_reuse(recipe, path, reuse=resume, **options)
     seconds["prune"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

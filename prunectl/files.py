@@ -44,6 +44,10 @@ _ADVICE = {
 }
 
 
+USER_FIXABLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+"""OSErrors a user fixes (space, a read-only mount, permissions): bad input wherever they surface, not a bug."""
+
+
 def describe_os_error(error: OSError, path: Path | str, doing: str = "write", fix: str | None = None) -> str:
     """`cannot write PATH (No space left on device); free some space ...`: what failed, why, the fix.
 

@@ -33,11 +33,10 @@ err_console = Console(stderr=True, highlight=False)
 
 def _filesystem_refusal(error: OSError) -> str | None:
     """The one-line message for an OSError the user can fix (disk full, read-only, no permission), else None."""
-    import errno
+    from prunectl.files import USER_FIXABLE, describe_os_error
 
-    if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+    if error.errno not in USER_FIXABLE:
         return None
-    from prunectl.files import describe_os_error
 
     return describe_os_error(error, error.filename or "a file", "write")
 

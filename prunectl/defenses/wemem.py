@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gates.lazy import numpy as np
-from gates.settings import Rule, at_least, setting, within
+from gates.settings import Rule, at_least, is_integer, setting, within
 from prunectl.defenses.base import Defense, DefenseContext, PreflightContext
 from prunectl.errors import PrunectlError
 
@@ -70,7 +70,7 @@ class WeMemSettings:
         help="wemem: helper models on complementary halves of the members (even, >= 4); cached",
         rule=Rule(
             "an even integer >= 4 (complementary halves; 4 is the least that gives a split-half noise estimate)",
-            lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= 4 and value % 2 == 0,
+            lambda value: is_integer(value) and value >= 4 and value % 2 == 0,
         ),
     )
     memscores: str | None = setting(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gates.attacks.base import Attack, AttackClass, AttackContext
+from gates.attacks.base import Attack, AttackClass, AttackContext, ReferenceAttack
 from gates.errors import GateInputError
 from gates.registry import Registry
 from gates.settings import Declared, build, declared, extension_settings, invalid_message, problems
@@ -24,9 +24,15 @@ ATTACKS.add("loss", "gates.attacks.threshold:LossAttack")
 ATTACKS.add("entropy", "gates.attacks.threshold:EntropyAttack")
 ATTACKS.add("modified_entropy", "gates.attacks.threshold:ModifiedEntropyAttack")
 ATTACKS.add("top1", "gates.attacks.threshold:Top1Attack")
+ATTACKS.add("rmia", "gates.attacks.rmia:RmiaAttack")
+ATTACKS.add("lira", "gates.attacks.lira:LiraAttack")
 
 THRESHOLD_ATTACKS: tuple[str, ...] = ("confidence", "loss", "entropy", "modified_entropy", "top1")
-DEFAULT_ATTACKS: tuple[str, ...] = ("samia", *THRESHOLD_ATTACKS)
+FEATURE_ATTACKS: tuple[str, ...] = ("samia", *THRESHOLD_ATTACKS)
+"""Attacks that learn from shadow features (`Attack`)."""
+REFERENCE_ATTACKS: tuple[str, ...] = ("rmia", "lira")
+"""Attacks that compare the audited model with OUT reference models (`ReferenceAttack`)."""
+DEFAULT_ATTACKS: tuple[str, ...] = (*FEATURE_ATTACKS, *REFERENCE_ATTACKS)
 
 
 def attack_names() -> tuple[str, ...]:
@@ -50,7 +56,12 @@ def attack_settings_of(name: str, options: Mapping[str, Any] | None = None) -> A
     return settings
 
 
-def make_attack(name: str, options: Mapping[str, Any] | None = None, *, seed: int = 0, device: str = "cpu") -> Attack:
+def uses_references(name: str) -> bool:
+    """Whether attack `name` reads reference models' signals instead of features (RMIA, LiRA)."""
+    return bool(getattr(ATTACKS.get(name), "uses_references", False))
+
+
+def make_attack(name: str, options: Mapping[str, Any] | None = None, *, seed: int = 0, device: str = "cpu") -> Attack | ReferenceAttack:
     """A fresh, unfitted attack; an unknown name or a refused setting is a GateInputError."""
     attack = ATTACKS.get(name)
     return attack(attack_settings_of(name, options), AttackContext(seed=seed, device=device))
@@ -59,11 +70,15 @@ def make_attack(name: str, options: Mapping[str, Any] | None = None, *, seed: in
 __all__ = [
     "ATTACKS",
     "DEFAULT_ATTACKS",
+    "FEATURE_ATTACKS",
+    "REFERENCE_ATTACKS",
     "THRESHOLD_ATTACKS",
     "Attack",
     "AttackContext",
+    "ReferenceAttack",
     "attack_names",
     "attack_settings",
     "attack_settings_of",
     "make_attack",
+    "uses_references",
 ]

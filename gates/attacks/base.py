@@ -9,11 +9,18 @@ carries its declaration: `name`, a one-line `summary`, and `Settings`, a frozen 
 :func:`gates.settings.setting` fields (or None). Its settings are keys of the recipe's `[gate]`
 section, so each is prefixed with the attack's name (`samia_lr`). The gate builds it as
 `AttackClass(settings, context)`.
+
+A *reference* attack (offline RMIA, LiRA) sets `uses_references = True` and reads, instead of
+features, each sample's true-class signal under the audited model and under reference models
+that never trained on it (:class:`gates.references.ReferenceSignals`). Its `fit` gets shadow
+models standing in for the victim (pseudo-targets, with their own members and non-members) and
+the population of known non-members; it learns only from those. Its `threshold` stays NaN: the
+gate sets its decision thresholds from data no evaluation sample is in (see `gates.gate`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
@@ -24,6 +31,7 @@ if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
     from gates.features import AttackFeatures
+    from gates.references import PseudoTarget, ReferenceSignals
 
 EpochCallback = Callable[[int, int], None]
 """`(epochs done, max epochs)`, called after each training epoch (progress bars)."""
@@ -50,6 +58,20 @@ class Attack(Protocol):
     def score(self, features: AttackFeatures) -> Any: ...
 
 
+@runtime_checkable
+class ReferenceAttack(Protocol):
+    """A membership-inference attack that compares the audited model with OUT reference models."""
+
+    name: str
+    uses_references: bool  # True
+    threshold: float
+    threshold_source: str
+
+    def fit(self, pseudo_targets: Sequence[PseudoTarget], population: ReferenceSignals) -> None: ...
+
+    def score(self, samples: ReferenceSignals, population: ReferenceSignals) -> Any: ...
+
+
 class AttackClass(Protocol):
     """What the registry holds: an attack class and its declaration."""
 
@@ -57,7 +79,7 @@ class AttackClass(Protocol):
     summary: ClassVar[str]
     Settings: ClassVar[type | None]
 
-    def __call__(self, settings: Any, context: AttackContext) -> Attack: ...
+    def __call__(self, settings: Any, context: AttackContext) -> Attack | ReferenceAttack: ...
 
 
 def check_training_data(name: str, features: AttackFeatures, membership: ArrayLike) -> Any:

@@ -3,8 +3,22 @@
 `run_gate` never reports a pass it could not establish. Inputs too small for a meaningful
 verdict raise `GateInputError` before any work (exit 2); anything that goes wrong after that —
 an exception, a shadow that trained badly, a NaN figure — yields verdict "error", which is not
-a pass (exit 1). The maximum over the gated attacks decides, so the gate never reports less
-leakage than the simplest attack finds.
+a pass (exit 1). The maximum over the gated attacks decides every criterion, so the gate never
+reports less leakage than the simplest attack finds.
+
+Where each threshold comes from (no evaluation sample ever sets one):
+
+- the advantage threshold of SAMIA and the threshold family: the shadows' own members and
+  non-members;
+- the advantage threshold of the reference attacks (RMIA, LiRA): the auditor split, a share of
+  the victim's balanced member/holdout pairs set aside and never evaluated. Shadow samples cannot
+  stand in here: each shadow trains on a random half of the pool, so a shadow sample has 0–3 OUT
+  references where a victim sample has all of them, and the scores' tails differ. The gate knows
+  the victim's membership, so this is an auditor's threshold, one an attacker could not pick:
+  it errs toward failing;
+- every attack's threshold for a target FPR: the calibration set, a slice of the shadow pool that
+  no shadow trains on. The victim never trained on it either and every shadow is OUT for it, as
+  for the victim's evaluation samples, so its (1 − FPR) quantile is an honest threshold.
 """
 
 from __future__ import annotations
@@ -20,18 +34,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from gates.attacks import make_attack
+from gates.attacks import make_attack, uses_references
+from gates.calibration import calibrated_rate, epsilon_lower_bound
 from gates.errors import GateInputError
+from gates.exposure import class_exposure, judge
 from gates.features import AttackFeatures, compute_features, softmax_posteriors
-from gates.metrics import evaluate_attack, resolution
-from gates.policy import GatePolicy, check_policy
+from gates.metrics import best_threshold, evaluate_attack, resolution
+from gates.policy import MIN_CALIBRATION_SIZE, MIN_EXPECTED_FALSE_POSITIVES, GatePolicy, check_policy
 from gates.progress import Progress, SilentProgress
-from gates.result import AttackMetrics, GateResult, ModelAudit, ShadowSummary
-from gates.sampling import balanced_by_class
+from gates.references import PseudoTarget, SignalTable, signal_table
+from gates.result import AttackMetrics, CalibratedRate, ClassExposure, Criterion, GateResult, ModelAudit, ShadowSummary
+from gates.sampling import balanced_by_class, stratified_split
 from gates.seeds import derive_seed
 from gates.shadows import ShadowPlan, ShadowTrainer, TrainedShadow, plan_shadows, train_shadows
 
 MODEL_KINDS = ("original", "pruned")
+REPORTED_FPRS = (0.01, 0.001)
+"""False-positive rates every attack is reported at (the criterion's own target is added)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,46 +89,95 @@ class EvaluationSet:
         return np.concatenate([np.ones(len(self.members), np.int64), np.zeros(len(self.nonmembers), np.int64)])
 
 
+@dataclass(frozen=True, eq=False)
+class GateData:
+    """How the gate divides the data before anything trains.
+
+    `evaluation` is what every verdict is measured on; `thresholds` the auditor split of the
+    victim's pairs (reference attacks' advantage thresholds); `calibration` the known non-members
+    reserved from the shadow pool; `attacker_pool` the rest of the pool, which the shadows split.
+    """
+
+    evaluation: EvaluationSet
+    thresholds: EvaluationSet
+    calibration: np.ndarray
+    attacker_pool: np.ndarray
+
+
 def select_evaluation(members: np.ndarray, holdout: np.ndarray, labels: np.ndarray, policy: GatePolicy) -> EvaluationSet:
     """Balanced and stratified: as many members as non-members in every class."""
+    return _pairs(members, holdout, labels, policy)[0]
+
+
+def _pairs(members: np.ndarray, holdout: np.ndarray, labels: np.ndarray, policy: GatePolicy) -> tuple[EvaluationSet, EvaluationSet]:
+    """(evaluation, auditor split): balanced pairs, a `threshold_split` share of each class's set aside first."""
     rng = np.random.default_rng(derive_seed(policy.seed, "evaluation"))
-    chosen_members, chosen_nonmembers = balanced_by_class(members, holdout, labels, rng, per_side=policy.eval_size or None)
+    paired_members, paired_nonmembers = balanced_by_class(members, holdout, labels, rng)
+    threshold_members, rest_members = stratified_split(paired_members, labels, policy.threshold_split, rng)
+    threshold_nonmembers, rest_nonmembers = stratified_split(paired_nonmembers, labels, policy.threshold_split, rng)
+    chosen_members, chosen_nonmembers = balanced_by_class(rest_members, rest_nonmembers, labels, rng, per_side=policy.eval_size or None)
     if len(chosen_members) < policy.min_eval_size:
         raise GateInputError(
             f"the evaluation set holds {len(chosen_members)} members and {len(chosen_nonmembers)} non-members after balancing "
             f"by class; a meaningful gate needs at least {policy.min_eval_size} per side: raise data.members and data.holdout"
             + (" (or gate.eval_size)" if policy.eval_size else "")
+            + f" ({policy.threshold_split:.0%} of the pairs are set aside for reference attacks' thresholds: gate.threshold_split)"
         )
-    return EvaluationSet(chosen_members, chosen_nonmembers)
+    return EvaluationSet(chosen_members, chosen_nonmembers), EvaluationSet(threshold_members, threshold_nonmembers)
+
+
+def _calibration(shadow_pool: np.ndarray, labels: np.ndarray, policy: GatePolicy) -> tuple[np.ndarray, np.ndarray]:
+    """(calibration slice, the rest of the pool), stratified by class."""
+    wanted = policy.calibration_count(len(shadow_pool))
+    if wanted < MIN_CALIBRATION_SIZE or wanted > len(shadow_pool) // 2:
+        setting = "gate.calibration_size" if policy.calibration_size else "data.shadow_pool"
+        raise GateInputError(
+            f"the calibration set needs {max(wanted, MIN_CALIBRATION_SIZE)} known non-members from a shadow pool of "
+            f"{len(shadow_pool)}, at least {MIN_CALIBRATION_SIZE} and at most half the pool: raise data.shadow_pool"
+            + (f" or lower {setting}" if policy.calibration_size else f" to {4 * MIN_CALIBRATION_SIZE} or more")
+        )
+    rng = np.random.default_rng(derive_seed(policy.seed, "calibration"))
+    return stratified_split(shadow_pool, labels, wanted / len(shadow_pool), rng)
 
 
 def check_feasible(
     *, labels: np.ndarray, num_classes: int, members: np.ndarray, holdout: np.ndarray, shadow_pool: np.ndarray, policy: GatePolicy
-) -> EvaluationSet:
-    """Everything `run_gate` refuses before any training, needing no model; returns the evaluation set.
+) -> GateData:
+    """Everything `run_gate` refuses before any training, needing no model; returns how the data divide.
 
     A caller that trains the victim first (prunectl's `compress`) calls it before training, so
     data too small for a meaningful gate costs nothing and leaves nothing behind.
     """
     check_policy(policy)
+    labels = np.asarray(labels, dtype=np.int64)
     for name, other in (("members", members), ("holdout", holdout)):
         overlap = np.intersect1d(shadow_pool, other)
         if len(overlap):
             raise GateInputError(f"{len(overlap)} samples are in both the shadow pool and {name}; the splits must be disjoint")
+    calibration, attacker_pool = _calibration(np.asarray(shadow_pool, dtype=np.int64), labels, policy)
     minimum = 4 * num_classes
-    if len(shadow_pool) < minimum:
+    if len(attacker_pool) < minimum:
         raise GateInputError(
-            f"the shadow pool holds {len(shadow_pool)} samples; shadows need at least {minimum} "
+            f"the shadow pool holds {len(attacker_pool)} samples besides the calibration set; shadows need at least {minimum} "
             f"(2 per class on each side): raise data.shadow_pool"
         )
-    return select_evaluation(members, holdout, np.asarray(labels, dtype=np.int64), policy)
+    evaluation, thresholds = _pairs(members, holdout, labels, policy)
+    if policy.tpr_required and not policy.resolvable(policy.target_fpr, len(calibration), len(evaluation.nonmembers)):
+        raise GateInputError(
+            f"gate.max_tpr_at_fpr asks for the TPR at FPR {policy.target_fpr:g}, which this data cannot resolve: "
+            f"{len(calibration)} calibration samples and {len(evaluation.nonmembers)} evaluation non-members mean "
+            f"{len(calibration) * policy.target_fpr:.1f} and {len(evaluation.nonmembers) * policy.target_fpr:.1f} expected "
+            f"false positives, and a rate needs {MIN_EXPECTED_FALSE_POSITIVES} on each: raise data.shadow_pool and "
+            f"data.holdout, raise gate.target_fpr, or unset gate.max_tpr_at_fpr to have it reported as not resolvable"
+        )
+    return GateData(evaluation, thresholds, calibration, attacker_pool)
 
 
 def run_gate(inputs: GateInputs, policy: GatePolicy, progress: Progress | None = None) -> GateResult:
     """Audit the pruned (and original) victim model; see the module docstring for failure modes."""
     progress = progress or SilentProgress()
     labels = np.asarray(inputs.labels, dtype=np.int64)
-    evaluation = check_feasible(
+    data = check_feasible(
         labels=labels,
         num_classes=inputs.num_classes,
         members=inputs.members,
@@ -119,7 +187,7 @@ def run_gate(inputs: GateInputs, policy: GatePolicy, progress: Progress | None =
     )
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    run = _GateRun(inputs, policy, labels, evaluation, progress, seconds)
+    run = _GateRun(inputs, policy, labels, data, progress, seconds)
     try:
         result = run.execute()
     except KeyboardInterrupt:
@@ -135,23 +203,26 @@ class _GateRun:
     """One gate evaluation; holds what the stages hand each other."""
 
     def __init__(
-        self, inputs: GateInputs, policy: GatePolicy, labels: np.ndarray, evaluation: EvaluationSet, progress: Progress, seconds: dict[str, float]
+        self, inputs: GateInputs, policy: GatePolicy, labels: np.ndarray, data: GateData, progress: Progress, seconds: dict[str, float]
     ) -> None:
         self.inputs = inputs
         self.policy = policy
         self.labels = labels
-        self.evaluation = evaluation
+        self.data = data
+        self.evaluation = data.evaluation
         self.progress = progress
         self.seconds = seconds
         self.shadow_summaries: tuple[ShadowSummary, ...] = ()
         self.warnings: list[str] = []
-        self.resolution = resolution(len(evaluation.members), len(evaluation.nonmembers))
+        self.resolution = resolution(len(self.evaluation.members), len(self.evaluation.nonmembers))
+        self.fprs = tuple(sorted({policy.target_fpr, *REPORTED_FPRS}, reverse=True))
+        self.per_class: tuple[ClassExposure, ...] = ()
 
     # -- stages ---------------------------------------------------------------------------
 
     def execute(self) -> GateResult:
         plans = plan_shadows(
-            self.inputs.shadow_pool, self.labels, count=self.policy.shadows, dev_fraction=self.inputs.dev_fraction, seed=self.policy.seed
+            self.data.attacker_pool, self.labels, count=self.policy.shadows, dev_fraction=self.inputs.dev_fraction, seed=self.policy.seed
         )
         stage = time.perf_counter()
         shadows = train_shadows(plans, self.inputs.train_shadow, self.progress)
@@ -162,14 +233,23 @@ class _GateRun:
         self._check_shadows(shadows, holdout_accuracy)
 
         stage = time.perf_counter()
-        victim_features = {kind: self._features(self._victim_model(kind), self.evaluation.indices, kind, "victim") for kind in kinds}
+        scored = np.concatenate([self.evaluation.indices, self.data.calibration])
+        victim_features = {kind: self._features(self._victim_model(kind), scored, kind, "victim") for kind in kinds}
         shadow_sets = self._shadow_training_sets(plans)
         shadow_features = {kind: self._shadow_features(shadows, shadow_sets, kind) for kind in kinds}
         self.seconds["features"] = time.perf_counter() - stage
 
-        stage = time.perf_counter()
-        audits = {kind: self._audit(kind, shadow_features[kind], victim_features[kind], holdout_accuracy[kind]) for kind in kinds}
-        self.seconds["attacks"] = time.perf_counter() - stage
+        self.seconds["references"] = 0.0
+        tables: dict[str, SignalTable] = {}
+        if any(uses_references(name) for name in self.policy.attacks):
+            stage = time.perf_counter()
+            tables = {kind: self._signal_table(kind, shadows, shadow_sets) for kind in kinds}
+            self.seconds["references"] += time.perf_counter() - stage
+
+        self.seconds["attacks"] = 0.0
+        audits = {}
+        for kind in kinds:
+            audits[kind] = self._audit(kind, shadow_features[kind], victim_features[kind], tables.get(kind), shadow_sets, holdout_accuracy[kind])
         return self._verdict(audits.get("original"), audits["pruned"])
 
     def _victim_model(self, kind: str) -> nn.Module:
@@ -213,10 +293,27 @@ class _GateRun:
                 membership.append(chosen.membership)
                 bar.advance()
         features = AttackFeatures.concat(parts)
-        leaked = np.intersect1d(features.indices, self.evaluation.indices)
-        if len(leaked):
-            raise RuntimeError(f"{len(leaked)} evaluation samples reached the attack's training data; refusing to score")
+        self._refuse_evaluation_rows(features.indices, "the attack's training data")
         return features, np.concatenate(membership)
+
+    def _refuse_evaluation_rows(self, indices: np.ndarray, where: str) -> None:
+        leaked = np.intersect1d(indices, self.evaluation.indices)
+        if len(leaked):
+            raise RuntimeError(f"{len(leaked)} evaluation samples reached {where}; refusing to score")
+
+    def _signal_table(self, kind: str, shadows: list[TrainedShadow], sets: list[EvaluationSet]) -> SignalTable:
+        """Every shadow (the references) and the victim on every sample a reference attack reads."""
+        rows = np.concatenate([self.evaluation.indices, self.data.thresholds.indices, self.data.calibration, *(s.indices for s in sets)])
+        with self.progress.task(f"reference signals ({kind})", total=None):
+            return signal_table(
+                [shadow.pruned_model if kind == "pruned" else shadow.base_model for shadow in shadows],
+                [np.concatenate([shadow.plan.members, shadow.plan.dev]) for shadow in shadows],
+                self._victim_model(kind),
+                self.inputs.inputs,
+                self.labels,
+                rows,
+                torch.device(self.policy.device),
+            )
 
     def _check_shadows(self, shadows: list[TrainedShadow], victim_accuracy: dict[str, float]) -> None:
         """Refuse an attack learned from shadows much worse than the victim (they mislead it)."""
@@ -253,36 +350,126 @@ class _GateRun:
                         f"or, if the victim's own training differs from its recipe, raise gate.max_shadow_accuracy_drop"
                     )
 
-    def _audit(self, kind: str, shadow: tuple[AttackFeatures, np.ndarray], victim: AttackFeatures, holdout_accuracy: float) -> ModelAudit:
-        shadow_features, shadow_membership = shadow
+    def _audit(
+        self,
+        kind: str,
+        shadow: tuple[AttackFeatures, np.ndarray],
+        victim: AttackFeatures,
+        table: SignalTable | None,
+        shadow_sets: list[EvaluationSet],
+        holdout_accuracy: float,
+    ) -> ModelAudit:
         membership = self.evaluation.membership
+        n_evaluated = len(membership)
+        evaluated, calibration = victim.subset(np.arange(n_evaluated)), victim.subset(np.arange(n_evaluated, len(victim)))
         seed = derive_seed(self.policy.seed, "attack", kind)
-        all_metrics: list[AttackMetrics] = []
+        measured: list[AttackMetrics] = []
         scores: dict[str, np.ndarray] = {}
         with self.progress.task(f"attacks on the {kind} model", total=len(self.policy.attacks)) as bar:
             for name in self.policy.attacks:
-                attack = make_attack(name, self.policy.options, seed=seed, device=self.policy.device)
                 title = f"attacks on the {kind} model: {name}"
                 bar.advance(0, description=title)
-                attack.fit(
-                    shadow_features,
-                    shadow_membership,
-                    on_epoch=lambda epoch, total, title=title: bar.advance(0, description=f"{title} (epoch {epoch}/≤{total})"),
-                )
-                attack_scores = np.asarray(attack.score(victim), dtype=np.float64)
-                scores[name] = attack_scores
-                measured = evaluate_attack(
+                started = time.perf_counter()
+                attack = make_attack(name, self.policy.options, seed=seed, device=self.policy.device)
+                if uses_references(name):
+                    assert table is not None
+                    evaluation_scores, calibration_scores, threshold, source = self._reference_scores(attack, table, shadow_sets)
+                    self.seconds["references"] += time.perf_counter() - started
+                else:
+                    attack.fit(
+                        shadow[0],
+                        shadow[1],
+                        on_epoch=lambda epoch, total, title=title: bar.advance(0, description=f"{title} (epoch {epoch}/≤{total})"),
+                    )
+                    evaluation_scores = np.asarray(attack.score(evaluated), dtype=np.float64)
+                    calibration_scores = np.asarray(attack.score(calibration), dtype=np.float64)
+                    threshold, source = attack.threshold, attack.threshold_source
+                    self.seconds["attacks"] += time.perf_counter() - started
+                scores[name] = evaluation_scores
+                metrics = evaluate_attack(
                     name,
-                    attack_scores,
+                    evaluation_scores,
                     membership,
-                    attack.threshold,
+                    threshold,
                     resamples=self.policy.bootstrap,
                     seed=derive_seed(self.policy.seed, "bootstrap", kind, name),
                 )
-                all_metrics.append(dataclasses.replace(measured, threshold_source=attack.threshold_source))
+                rates = tuple(
+                    calibrated_rate(
+                        evaluation_scores,
+                        membership,
+                        calibration_scores,
+                        fpr,
+                        resolvable=self.policy.resolvable(fpr, len(calibration_scores), len(self.evaluation.nonmembers)),
+                    )
+                    for fpr in self.fprs
+                )
+                measured.append(dataclasses.replace(metrics, threshold_source=source, calibrated=rates))
+                if kind == "pruned":
+                    self._class_figures(name, evaluation_scores, threshold, rates)
                 bar.advance()
             bar.advance(0, description=f"attacks on the {kind} model")
-        return ModelAudit(kind, holdout_accuracy, tuple(all_metrics), scores, membership)
+        return ModelAudit(kind, holdout_accuracy, self._with_epsilon(measured), scores, membership)
+
+    def _reference_scores(self, attack: Any, table: SignalTable, shadow_sets: list[EvaluationSet]) -> tuple[np.ndarray, np.ndarray, float, str]:
+        """(evaluation scores, calibration scores, advantage threshold, its source) of a reference attack.
+
+        It tunes itself on shadows playing the victim; its advantage threshold comes from the
+        auditor split; the calibration slice is its population (a calibration sample is never
+        compared with itself).
+        """
+        victim = table.victim
+        calibration = self.data.calibration
+        population = table.view(calibration, victim)
+        pseudo_targets = []
+        for number, chosen in enumerate(shadow_sets):
+            self._refuse_evaluation_rows(chosen.indices, "a reference attack's tuning data")
+            order = np.argsort(chosen.indices, kind="stable")
+            pseudo_targets.append(
+                PseudoTarget(table.view(chosen.indices[order], number), chosen.membership[order], table.view(calibration, number))
+            )
+        attack.fit(pseudo_targets, population)
+        thresholds = self.data.thresholds
+        self._refuse_evaluation_rows(np.concatenate([thresholds.indices, calibration]), "a reference attack's threshold data")
+        order = np.argsort(thresholds.indices, kind="stable")
+        split_scores = np.asarray(attack.score(table.view(thresholds.indices[order], victim), population), dtype=np.float64)
+        threshold = best_threshold(split_scores, thresholds.membership[order])
+        evaluation_scores = np.asarray(attack.score(table.view(self.evaluation.indices, victim), population), dtype=np.float64)
+        calibration_scores = np.asarray(attack.score(population, population), dtype=np.float64)
+        source = f"auditor split ({len(thresholds.members)} member/holdout pairs, not evaluated)"
+        return evaluation_scores, calibration_scores, threshold, source
+
+    def _with_epsilon(self, measured: list[AttackMetrics]) -> tuple[AttackMetrics, ...]:
+        """Each rate's ε estimate, Bonferroni-corrected over every attack and calibrated threshold of this audit."""
+        tests = sum(len(m.calibrated) for m in measured)
+        alpha = 0.05 / max(tests, 1)
+        done = []
+        for metrics in measured:
+            rates = tuple(
+                dataclasses.replace(rate, epsilon=epsilon_lower_bound(rate, alpha=alpha, delta=self.policy.epsilon_delta))
+                for rate in metrics.calibrated
+            )
+            values = [r.epsilon for r in rates]
+            epsilon = float("nan") if not values or any(math.isnan(v) for v in values) else max(values)
+            done.append(dataclasses.replace(metrics, calibrated=rates, epsilon=epsilon))
+        return tuple(done)
+
+    def _class_figures(self, name: str, scores: np.ndarray, threshold: float, rates: tuple[CalibratedRate, ...]) -> None:
+        target = next(rate for rate in rates if math.isclose(rate.target_fpr, self.policy.target_fpr))
+        if not (np.all(np.isfinite(scores)) and math.isfinite(threshold) and not math.isnan(target.threshold)):
+            return
+        self.per_class += class_exposure(
+            name,
+            scores,
+            self.evaluation.membership,
+            self.labels[self.evaluation.indices],
+            advantage_threshold=threshold,
+            tpr_threshold=target.threshold,
+            max_advantage=self.policy.max_advantage,
+            max_tpr=self.policy.tpr_limit,
+            min_per_side=self.policy.per_class_min,
+            seed=derive_seed(self.policy.seed, "class-bootstrap", name),
+        )
 
     # -- the decision ---------------------------------------------------------------------
 
@@ -299,24 +486,103 @@ class _GateRun:
                 if (metrics.tpr, metrics.fpr) in ((1.0, 1.0), (0.0, 0.0)):
                     side = "member" if metrics.tpr == 1.0 else "non-member"
                     self.warnings.append(
-                        f"{metrics.attack} on the {audit.model} model: its shadow-chosen threshold calls every sample a {side} "
-                        f"(it found no usable signal in the shadow data), so its advantage is 0 by construction"
+                        f"{metrics.attack} on the {audit.model} model: its threshold calls every sample a {side} "
+                        f"(it found no usable signal where its threshold was chosen), so its advantage is 0 by construction"
                     )
         gated = [pruned.metrics(name) for name in policy.attacks]
+        advantage = self._advantage_criterion(gated)
+        criteria = [advantage, self._tpr_criterion(gated), self._per_class_criterion(gated, advantage.deciding_attack)]
+        errors = [c for c in criteria if c.status == "error"]
+        failures = [c for c in criteria if c.status == "fail"]
+        if errors:
+            verdict, reason = "error", "not passed: " + "; ".join(c.reason for c in errors)
+        elif failures:
+            verdict, reason = "fail", "; ".join(c.reason for c in failures)
+        else:
+            verdict, reason = "pass", "; ".join(c.reason for c in criteria if c.status == "pass")
+        return self._result(
+            verdict,
+            reason,
+            original,
+            pruned,
+            deciding=advantage.deciding_attack,
+            value=advantage.value,
+            criteria=tuple(criteria),
+        )
+
+    def _advantage_criterion(self, gated: list[AttackMetrics]) -> Criterion:
+        policy = self.policy
         broken = [m.attack for m in gated if not m.is_finite]
         if broken:
-            return self._result(
-                "error", f"not passed: {', '.join(broken)} produced NaN figures; the gate cannot establish the leakage", original, pruned
+            return Criterion(
+                "advantage", "error", policy.max_advantage, None, None, f"{', '.join(broken)} produced NaN figures; the gate cannot establish the leakage"
             )
         figure = {m.attack: (m.advantage_high if policy.strict else m.advantage) for m in gated}
         deciding = max(figure, key=lambda name: figure[name])
         value = figure[deciding]
         what = "upper 95% bound of the advantage" if policy.strict else "advantage"
         if value > policy.max_advantage:
-            verdict, reason = "fail", f"{deciding} {what} {value:.3f} exceeds max_advantage {policy.max_advantage:.3f}"
-        else:
-            verdict, reason = "pass", f"highest {what} {value:.3f} ({deciding}) is within max_advantage {policy.max_advantage:.3f}"
-        return self._result(verdict, reason, original, pruned, deciding=deciding, value=value)
+            return Criterion("advantage", "fail", policy.max_advantage, value, deciding, f"{deciding} {what} {value:.3f} exceeds max_advantage {policy.max_advantage:.3f}")
+        return Criterion(
+            "advantage", "pass", policy.max_advantage, value, deciding, f"highest {what} {value:.3f} ({deciding}) is within max_advantage {policy.max_advantage:.3f}"
+        )
+
+    def _tpr_criterion(self, gated: list[AttackMetrics]) -> Criterion:
+        policy = self.policy
+        fpr, limit = policy.target_fpr, policy.tpr_limit
+        if limit >= 1:
+            return Criterion("tpr_at_fpr", "off", limit, None, None, "gate.max_tpr_at_fpr = 1: the low-FPR criterion is off")
+        rates = {m.attack: m.rate(fpr) for m in gated}
+        if any(rate is None or math.isnan(rate.tpr) for rate in rates.values()):
+            broken = [name for name, rate in rates.items() if rate is None or math.isnan(rate.tpr)]
+            return Criterion("tpr_at_fpr", "error", limit, None, None, f"{', '.join(broken)} produced no TPR at FPR {fpr:g}")
+        if not all(rate.resolvable for rate in rates.values()):  # type: ignore[union-attr]
+            some = next(iter(rates.values()))
+            assert some is not None
+            reason = (
+                f"TPR at FPR {fpr:g} is not resolvable here: {len(self.data.calibration)} calibration samples and "
+                f"{some.n_nonmembers} evaluation non-members mean {len(self.data.calibration) * fpr:.1f} and "
+                f"{some.n_nonmembers * fpr:.1f} expected false positives (a rate needs {MIN_EXPECTED_FALSE_POSITIVES} on each); "
+                f"reported, not gated"
+            )
+            self.warnings.append(reason)
+            return Criterion("tpr_at_fpr", "not resolvable", limit, None, None, reason)
+        figure = {name: (rate.tpr_high if policy.strict else rate.tpr) for name, rate in rates.items()}  # type: ignore[union-attr]
+        deciding = max(figure, key=lambda name: figure[name])
+        value = figure[deciding]
+        achieved = rates[deciding].fpr  # type: ignore[union-attr]
+        what = "upper 95% bound of the TPR" if policy.strict else "TPR"
+        if value > limit:
+            return Criterion(
+                "tpr_at_fpr", "fail", limit, value, deciding,
+                f"{deciding} {what} {value:.3f} at FPR {fpr:g} (achieved {achieved:.4f}) exceeds max_tpr_at_fpr {limit:.3f}",
+            )
+        return Criterion(
+            "tpr_at_fpr", "pass", limit, value, deciding,
+            f"highest {what} at FPR {fpr:g} {value:.3f} ({deciding}, achieved FPR {achieved:.4f}) is within max_tpr_at_fpr {limit:.3f}",
+        )
+
+    def _per_class_criterion(self, gated: list[AttackMetrics], deciding: str | None) -> Criterion:
+        """Judge the deciding attack's and RMIA's per-class figures; keep those for the reports either way."""
+        policy = self.policy
+        shown = [name for name in dict.fromkeys([deciding, "rmia"]) if name in policy.attacks]
+        exposures = tuple(e for e in self.per_class if e.attack in shown)
+        tpr_judged = policy.tpr_limit < 1 and all((m.rate(policy.target_fpr) or m.calibrated[0]).resolvable for m in gated if m.calibrated)
+        self.per_class = judge(exposures, max_advantage=policy.max_advantage, max_tpr=policy.tpr_limit if tpr_judged else None, strict=policy.strict)
+        if not policy.per_class:
+            return Criterion("per_class", "off", None, None, None, "gate.per_class = false: per-class exposure is reported, not gated")
+        judged = [e for e in self.per_class if e.judged]
+        if not judged:
+            return Criterion(
+                "per_class", "not resolvable", None, None, None,
+                f"no class has gate.per_class_min = {policy.per_class_min} samples per side; reported, not gated",
+            )
+        exceeding = [e for e in judged if e.exceeds]
+        how = "upper 95% bounds" if policy.strict else "Holm-corrected tests"
+        if exceeding:
+            worst = ", ".join(f"class {e.label} ({e.attack}: {'/'.join(e.exceeds)})" for e in exceeding[:5])
+            return Criterion("per_class", "fail", None, None, exceeding[0].attack, f"per class ({how}): {worst} exceed the limits")
+        return Criterion("per_class", "pass", None, None, None, f"all {len({e.label for e in judged})} judged classes are within the limits ({how})")
 
     def _result(
         self,
@@ -328,7 +594,9 @@ class _GateRun:
         deciding: str | None = None,
         value: float | None = None,
         error: str | None = None,
+        criteria: tuple[Criterion, ...] = (),
     ) -> GateResult:
+        epsilons = [m.epsilon for m in pruned.attacks if m.attack in self.policy.attacks] if pruned else []
         return GateResult(
             verdict=verdict,
             reason=reason,
@@ -338,7 +606,7 @@ class _GateRun:
             deciding_attack=deciding,
             gated_value=value,
             resolution=self.resolution,
-            warnings=tuple(self.warnings),
+            warnings=tuple(dict.fromkeys(self.warnings)),
             pruned=pruned,
             original=original,
             shadows=self.shadow_summaries,
@@ -348,6 +616,12 @@ class _GateRun:
             settings={**self.policy.to_dict(), **self.inputs.extra_settings},
             seconds=self.seconds,
             error=error,
+            criteria=criteria,
+            target_fpr=self.policy.target_fpr,
+            epsilon=max(epsilons) if epsilons and all(math.isfinite(e) for e in epsilons) else None,
+            per_class=self.per_class,
+            calibration_size=len(self.data.calibration),
+            threshold_pairs=len(self.data.thresholds.members),
         )
 
     def error_result(self, detail: str) -> GateResult:

@@ -26,11 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from gates.result import VERDICT_LABELS, AttackMetrics, GateResult, ModelAudit
+from gates.result import CRITERIA, VERDICT_LABELS, AttackMetrics, Criterion, GateResult, ModelAudit
 
 SCHEMA_VERSION = 1
 SUITE_NAME = "prunectl privacy gate"
 ATTACK_CLASSNAME = "prunectl.gate.pruned"
+TPR_CLASSNAME = "prunectl.gate.pruned.tpr_at_fpr"
+PER_CLASS_CLASSNAME = "prunectl.gate.pruned.per_class"
 GATE_CLASSNAME = "prunectl.gate"
 FILENAMES = ("report.json", "junit.xml", "summary.md", "roc.png")
 
@@ -88,13 +90,17 @@ def _plain(value: Any) -> Any:
 
 
 def render_junit(result: GateResult) -> str:
-    """`junit.xml`: one test case per gated attack on the pruned model, so CI shows which attack leaks.
+    """`junit.xml`: one test case per criterion and gated attack on the pruned model, so CI shows which attack leaks how.
 
-    A case fails (`LeakageAboveThreshold`) when its gated figure — the advantage, or the upper end
-    of its 95% interval in strict mode — exceeds `max_advantage`, and fails (`GateError`) when that
-    figure is NaN or the attack was not measured: fail closed. An "error" verdict adds a case
-    `gate` carrying an `<error>` with the gate's error; a "fail" verdict that no attack case
-    explains adds a failing `gate` case, so a suite is never green when the gate did not pass.
+    The advantage criterion's cases (classname `prunectl.gate.pruned`) fail
+    (`LeakageAboveThreshold`) when the gated figure — the advantage, or the upper end of its 95%
+    interval in strict mode — exceeds `max_advantage`, and fail (`GateError`) when that figure is
+    NaN or the attack was not measured: fail closed. The low-FPR criterion's cases
+    (`prunectl.gate.pruned.tpr_at_fpr`) do the same with the TPR at the calibration threshold; a
+    criterion the data cannot resolve is one skipped case saying why, never a green one. The
+    per-class criterion is one case. An "error" verdict adds a case `gate` carrying an `<error>`
+    with the gate's error; a "fail" verdict that no case explains adds a failing `gate` case, so a
+    suite is never green when the gate did not pass.
     """
     suite = ET.Element("testsuite", {"name": SUITE_NAME})
     properties = ET.SubElement(suite, "properties")
@@ -107,11 +113,22 @@ def render_junit(result: GateResult) -> str:
     ):
         ET.SubElement(properties, "property", {"name": name, "value": _xml_text(value)})
 
-    failures = errors = 0
+    failures = errors = skipped = 0
     if result.pruned is not None or result.verdict != "error":
         for attack in result.gated_attacks:
             failed = _attack_case(suite, result, attack)
             failures += failed
+        for criterion in result.criteria:
+            if criterion.name == "advantage" or criterion.status == "off":
+                continue
+            if criterion.status == "not resolvable":
+                case = ET.SubElement(suite, "testcase", {"classname": _criterion_classname(criterion), "name": criterion.name})
+                ET.SubElement(case, "skipped", {"message": _xml_text(_one_line(criterion.reason))})
+                skipped += 1
+            elif criterion.name == "tpr_at_fpr":
+                failures += sum(_tpr_case(suite, result, criterion, attack) for attack in result.gated_attacks)
+            else:
+                failures += _per_class_case(suite, result, criterion)
 
     tests = len(suite.findall("testcase"))
     if result.verdict not in ("pass", "fail"):
@@ -130,7 +147,7 @@ def render_junit(result: GateResult) -> str:
     suite.set("tests", str(tests))
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))
-    suite.set("skipped", "0")
+    suite.set("skipped", str(skipped))
     total = _finite(result.seconds.get("total")) if result.seconds else None
     if total is not None:
         suite.set("time", f"{total:.3f}")
@@ -165,13 +182,59 @@ def _attack_case(suite: ET.Element, result: GateResult, attack: str) -> int:
     return 1
 
 
+def _criterion_classname(criterion: Criterion) -> str:
+    return TPR_CLASSNAME if criterion.name == "tpr_at_fpr" else PER_CLASS_CLASSNAME
+
+
+def _tpr_case(suite: ET.Element, result: GateResult, criterion: Criterion, attack: str) -> int:
+    """One attack's low-FPR case; 1 when it failed."""
+    case = ET.SubElement(suite, "testcase", {"classname": TPR_CLASSNAME, "name": _xml_text(attack)})
+    metrics = _metrics(result.pruned, attack)
+    rate = metrics.rate(result.target_fpr) if metrics else None
+    what = "upper 95% bound of the TPR" if result.strict else "TPR"
+    value = _finite(None if rate is None else rate.tpr_high if result.strict else rate.tpr)
+    limit = _finite(criterion.limit)
+    if rate is None or value is None or limit is None:
+        message = f"{attack}: {what} at FPR {result.target_fpr:g} is {_num(value)}: not established (fail closed)"
+        kind = "GateError"
+    elif value > limit:
+        message = f"{attack}: {what} {_num(value)} at FPR {result.target_fpr:g} exceeds max_tpr_at_fpr {_num(limit)}"
+        kind = "LeakageAboveThreshold"
+    else:
+        ET.SubElement(case, "system-out").text = _xml_text(_rate_details(rate))
+        return 0
+    failure = ET.SubElement(case, "failure", {"message": _xml_text(message), "type": kind})
+    failure.text = _xml_text(message if rate is None else f"{message}\n{_rate_details(rate)}")
+    return 1
+
+
+def _rate_details(rate: Any) -> str:
+    return (
+        f"TPR {_num(rate.tpr)} [95% CI {_num(rate.tpr_low)} to {_num(rate.tpr_high)}] ({rate.true_positives}/{rate.n_members} members) "
+        f"at the calibration threshold {_num(rate.threshold)}; FPR achieved {_num(rate.fpr, 4)} "
+        f"({rate.false_positives}/{rate.n_nonmembers} non-members; {_num(rate.calibration_fpr, 4)} on the calibration set); "
+        f"epsilon estimate {_num(rate.epsilon, 2)}"
+    )
+
+
+def _per_class_case(suite: ET.Element, result: GateResult, criterion: Criterion) -> int:
+    case = ET.SubElement(suite, "testcase", {"classname": PER_CLASS_CLASSNAME, "name": "per_class"})
+    if criterion.status == "pass":
+        ET.SubElement(case, "system-out").text = _xml_text(criterion.reason)
+        return 0
+    kind = "LeakageAboveThreshold" if criterion.status == "fail" else "GateError"
+    failure = ET.SubElement(case, "failure", {"message": _xml_text(_one_line(criterion.reason)), "type": kind})
+    failure.text = _xml_text(criterion.reason)
+    return 1
+
+
 def _attack_details(metrics: AttackMetrics, result: GateResult) -> str:
     """The figures a reader of a CI test case needs to judge it without opening report.json."""
     return "\n".join(
         (
             (
                 f"advantage {_num(metrics.advantage)} (95% CI {_num(metrics.advantage_low)} to {_num(metrics.advantage_high)},"
-                f" ±{_num(_half_width(metrics))}) at the shadow-chosen threshold {_num(metrics.threshold)}"
+                f" ±{_num(_half_width(metrics))}) at the threshold {_num(metrics.threshold)} ({metrics.threshold_source})"
             ),
             (
                 f"AUC {_num(metrics.auc)}; best advantage over all thresholds (optimistic) {_num(metrics.best_advantage)};"
@@ -208,7 +271,13 @@ def render_summary(result: GateResult) -> str:
     lines = [f"## Privacy gate: {_heading(result.verdict)}", "", _decision_sentence(result)]
     if result.reason:
         lines += ["", f"Reason: {_md_inline(result.reason)}"]
+    if result.criteria:
+        lines += ["", *_criteria_table(result)]
     lines += ["", *_attack_table(result), ""]
+    if result.pruned is not None and any(m.calibrated for m in result.pruned.attacks):
+        lines += [_epsilon_line(result), ""]
+    if result.per_class:
+        lines += [*_class_lines(result), ""]
     lines.append(
         f"Holdout accuracy: {_num(result.original.holdout_accuracy) if result.original else 'n/a'} (original)"
         f" → {_num(result.pruned.holdout_accuracy) if result.pruned else 'n/a'} (pruned)."
@@ -238,19 +307,70 @@ def _decision_sentence(result: GateResult) -> str:
         if result.verdict == "pass":
             return f"No gated figure to compare with max_advantage {limit}; {size}."
         return f"The gate could not establish that leakage is below max_advantage {limit}, so it did not pass; {size}."
-    figure = "upper 95% bound of the advantage" if result.strict else "advantage at the shadow-chosen threshold"
+    figure = "upper 95% bound of the advantage" if result.strict else "advantage at its threshold"
     bound = _finite(result.max_advantage)
     relation = "cannot be compared with" if bound is None else "exceeds" if value > bound else "is within"
     strict = " (strict mode)" if result.strict else ""
     return f"Deciding attack `{result.deciding_attack}`: {figure} {_num(value)} {relation} max_advantage {limit}{strict}; {size}."
 
 
+def _criteria_table(result: GateResult) -> list[str]:
+    rows = ["| criterion | status | deciding attack | gated figure | limit |", "|---|---|---|---|---|"]
+    for criterion in result.criteria:
+        title = CRITERIA.get(criterion.name, criterion.name)
+        status = f"**{criterion.status}**" if criterion.status in ("fail", "error") else criterion.status
+        attack = f"`{_md_cell(criterion.deciding_attack)}`" if criterion.deciding_attack else "—"
+        value = _num(criterion.value) if criterion.value is not None else "—"
+        limit = _num(criterion.limit) if criterion.limit is not None else "—"
+        rows.append(f"| {_md_cell(title)} | {status} | {attack} | {value} | {limit} |")
+    notes = [c for c in result.criteria if c.status in ("not resolvable", "off") and c.name != "per_class"]
+    rows += [f"\n{c.name}: {_md_inline(c.reason)}" for c in notes]
+    return rows
+
+
+def _epsilon_line(result: GateResult) -> str:
+    assert result.pruned is not None
+    tests = sum(len(m.calibrated) for m in result.pruned.attacks)
+    best = max(
+        ((m.attack, r) for m in result.pruned.attacks if m.attack in result.gated_attacks for r in m.calibrated if _finite(r.epsilon) is not None),
+        key=lambda item: item[1].epsilon,
+        default=None,
+    )
+    where = f" ({best[0]} at FPR {best[1].target_fpr:g})" if best and best[1].epsilon > 0 else ""
+    delta = result.settings.get("epsilon_delta", 1e-5)
+    return (
+        f"Empirical ε estimate (pruned model): {_num(result.epsilon, 2)}{where}, from ε ≥ ln((TPR_low − δ) / FPR_high) with "
+        f"δ = {delta:g} and one-sided 95% Clopper–Pearson bounds, Bonferroni-corrected over {tests} attack × threshold pairs. "
+        "An estimate, not a guarantee: it treats membership as random, while members and holdout come from one "
+        "fixed-size split of one training run."
+    )
+
+
+def _class_lines(result: GateResult) -> list[str]:
+    """The most exposed classes first, for the deciding attack and RMIA."""
+    exposures = sorted(result.per_class, key=lambda e: (-(_finite(e.advantage) or 0.0), e.attack, e.label))
+    names = ", ".join(f"class {e.label} ({e.attack} {_num(e.advantage)})" for e in exposures[:3])
+    lines = [
+        f"Per-class exposure (most exposed first: {names}); TPR at FPR {result.target_fpr:g} uses the calibration threshold:",
+        "",
+        "| class | attack | members / non-members | adv [95% CI] | TPR [95% CI] (FPR) | judged | exceeds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for e in exposures:
+        lines.append(
+            f"| {e.label} | `{_md_cell(e.attack)}` | {e.n_members} / {e.n_nonmembers} | {_num(e.advantage)} "
+            f"[{_num(e.advantage_low)}, {_num(e.advantage_high)}] | {_num(e.tpr)} [{_num(e.tpr_low)}, {_num(e.tpr_high)}] "
+            f"({_num(e.fpr)}) | {'yes' if e.judged else 'no'} | {', '.join(e.exceeds) or '—'} |"
+        )
+    return lines
+
+
 def _attack_table(result: GateResult) -> list[str]:
     header = (
         "| attack | original: adv [95% CI] | pruned: adv [95% CI] | pruned AUC | pruned best adv (optimistic)"
-        " | TPR@1%FPR (achieved FPR) | threshold source |"
+        " | TPR@1%FPR (achieved FPR) | TPR@0.1%FPR (achieved FPR) | ε | threshold source |"
     )
-    rows = [header, "|" + "---|" * 7]
+    rows = [header, "|" + "---|" * 9]
     for attack in _attack_names(result):
         marks = [m for m, on in (("gated", attack in result.gated_attacks), ("deciding", attack == result.deciding_attack)) if on]
         name = f"`{_md_cell(attack)}`" + (f" **({', '.join(marks)})**" if marks else "")
@@ -262,13 +382,32 @@ def _attack_table(result: GateResult) -> list[str]:
             _adv_ci(pruned),
             _num(pruned.auc) if pruned else "n/a",
             _num(pruned.best_advantage) if pruned else "n/a",
-            f"{_num(pruned.tpr_at_1pct_fpr)} ({_num(pruned.achieved_fpr_1pct)})" if pruned else "n/a",
+            _rate_cell(pruned, 0.01),
+            _rate_cell(pruned, 0.001),
+            _num(pruned.epsilon, 2) if pruned else "n/a",
             f"{pruned.threshold_source}, t={_num(pruned.threshold)}" if pruned else "n/a",
         ]
         rows.append("| " + " | ".join(cells) + " |")
     if len(rows) == 2:
-        rows.append("| n/a | — | n/a | n/a | n/a | n/a | n/a |")
+        rows.append("| n/a | — | n/a | n/a | n/a | n/a | n/a | n/a | n/a |")
+    if any(m.calibrated for audit in (result.pruned, result.original) if audit for m in audit.attacks):
+        rows.append(
+            "\nTPR@FPR: at the threshold the calibration set (known non-members) sets for that FPR, with its 95% "
+            "Clopper–Pearson interval; \"*\": not resolvable here (under 10 expected false positives), reported only."
+        )
     return rows
+
+
+def _rate_cell(metrics: AttackMetrics | None, fpr: float) -> str:
+    """TPR [CI] (achieved FPR) at the calibration threshold; the evaluation's best otherwise (older results)."""
+    if metrics is None:
+        return "n/a"
+    rate = metrics.rate(fpr)
+    if rate is None:
+        tpr, achieved = (metrics.tpr_at_1pct_fpr, metrics.achieved_fpr_1pct) if fpr == 0.01 else (metrics.tpr_at_01pct_fpr, metrics.achieved_fpr_01pct)
+        return f"{_num(tpr)} ({_num(achieved)})"
+    mark = "" if rate.resolvable else "*"
+    return f"{_num(rate.tpr)}{mark} [{_num(rate.tpr_low)}, {_num(rate.tpr_high)}] ({_num(rate.fpr, 4)})"
 
 
 def _adv_ci(metrics: AttackMetrics | None) -> str:
@@ -350,6 +489,8 @@ def render_roc_png(result: GateResult) -> bytes:
         )
     low = min(x_floor, y_floor)
     ax.plot([low, 1.0], [low, 1.0], color="0.5", linestyle=":", linewidth=1.0, label="chance")
+    if result.criteria and result.target_fpr >= x_floor:
+        ax.axvline(result.target_fpr, color="0.3", linestyle="-.", linewidth=0.8, label=f"target FPR {result.target_fpr:g}")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(x_floor, 1.0)

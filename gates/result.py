@@ -13,6 +13,37 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class CalibratedRate:
+    """One attack at the threshold the calibration set sets for `target_fpr` (see `gates.calibration`).
+
+    `calibration_fpr` is what the threshold accuses on the calibration set (<= target); `tpr` and
+    `fpr` are measured on the victim's evaluation members and non-members, with 95% Clopper–Pearson
+    intervals. `resolvable` says whether both sets are large enough for this rate to mean anything
+    (10 expected false positives each). `epsilon` is the empirical ε estimate at this threshold
+    (Bonferroni-corrected over every attack and threshold of the audit).
+    """
+
+    target_fpr: float
+    threshold: float
+    calibration_fpr: float
+    resolvable: bool
+    tpr: float
+    tpr_low: float
+    tpr_high: float
+    true_positives: int
+    n_members: int
+    fpr: float
+    fpr_low: float
+    fpr_high: float
+    false_positives: int
+    n_nonmembers: int
+    epsilon: float = float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_safe(asdict(self))
+
+
+@dataclass(frozen=True)
 class AttackMetrics:
     """One attack against one model, on the victim's balanced evaluation set.
 
@@ -41,6 +72,16 @@ class AttackMetrics:
     n_members: int
     n_nonmembers: int
     threshold_source: str = "shadow data"
+    calibrated: tuple[CalibratedRate, ...] = ()
+    epsilon: float = float("nan")
+    """The largest ε estimate over `calibrated` (NaN when there is none)."""
+
+    def rate(self, target_fpr: float) -> CalibratedRate | None:
+        """The calibrated figures at `target_fpr`, if measured."""
+        for rate in self.calibrated:
+            if math.isclose(rate.target_fpr, target_fpr):
+                return rate
+        return None
 
     @property
     def is_finite(self) -> bool:
@@ -48,6 +89,59 @@ class AttackMetrics:
             math.isfinite(v)
             for v in (self.accuracy, self.advantage, self.advantage_low, self.advantage_high, self.auc)
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_safe(asdict(self))
+
+
+@dataclass(frozen=True)
+class ClassExposure:
+    """One attack's figures on one class of the evaluation set (per-class exposure).
+
+    `advantage` is at the attack's advantage threshold, with its 95% interval; `tpr` at the
+    calibration threshold for the criterion's FPR, with its 95% Clopper–Pearson interval and the FPR
+    achieved. The p-values test "this class is within the limit" (one-sided); `judged` says the
+    class has `per_class_min` samples per side; `exceeds` names the criteria it fails.
+    """
+
+    attack: str
+    label: int
+    n_members: int
+    n_nonmembers: int
+    advantage: float
+    advantage_low: float
+    advantage_high: float
+    advantage_p: float
+    tpr: float
+    tpr_low: float
+    tpr_high: float
+    fpr: float
+    tpr_p: float
+    judged: bool
+    exceeds: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_safe(asdict(self))
+
+
+CRITERIA: dict[str, str] = {
+    "advantage": "advantage (TPR - FPR) at the attack's threshold",
+    "tpr_at_fpr": "TPR at the target FPR (calibration threshold)",
+    "per_class": "every class within both limits",
+}
+"""The gate's criteria, by name, as the reports title them."""
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One criterion's outcome: "pass", "fail", "error", "not resolvable" (reported, not gated) or "off"."""
+
+    name: str
+    status: str
+    limit: float | None
+    value: float | None
+    deciding_attack: str | None
+    reason: str
 
     def to_dict(self) -> dict[str, Any]:
         return _json_safe(asdict(self))
@@ -132,10 +226,20 @@ class GateResult:
     settings: dict[str, Any]
     seconds: dict[str, float]
     error: str | None = None
+    criteria: tuple[Criterion, ...] = ()
+    target_fpr: float = 0.01
+    epsilon: float | None = None
+    """The audit's ε estimate on the pruned model: the largest over its attacks and thresholds."""
+    per_class: tuple[ClassExposure, ...] = ()
+    calibration_size: int = 0
+    threshold_pairs: int = 0
 
     @property
     def passed(self) -> bool:
         return self.verdict == "pass"
+
+    def criterion(self, name: str) -> Criterion | None:
+        return next((c for c in self.criteria if c.name == name), None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -156,6 +260,11 @@ class GateResult:
             "settings": _json_safe(self.settings),
             "seconds": _json_safe(self.seconds),
             "error": self.error,
+            "criteria": [c.to_dict() for c in self.criteria],
+            "target_fpr": self.target_fpr,
+            "epsilon": _json_safe(self.epsilon),
+            "per_class": [e.to_dict() for e in self.per_class],
+            "calibration": {"size": self.calibration_size, "threshold_pairs": self.threshold_pairs},
         }
 
 

@@ -101,7 +101,7 @@ def test_a_name_with_a_control_character_is_refused_because_it_names_the_run_dir
         ({"prune.rounds": 2.5}, r"prune.rounds = 2.5 is invalid; expected an integer"),
         ({"prune.rounds": True}, r"prune.rounds = True is invalid; expected an integer"),
         ({"data.source": 5}, r"data.source = 5 is invalid; expected a string"),
-        ({"gate.attacks": ("samia", "lira")}, r"gate.attacks = \['samia', 'lira'\] is invalid; allowed: one or more distinct names"),
+        ({"gate.attacks": ("samia", "lirra")}, r"gate.attacks = \['samia', 'lirra'\] is invalid; allowed: one or more distinct names"),
         ({"gate.attacks": ()}, r"gate.attacks = \[\] is invalid"),
         ({"gate.attacks": [1, 2]}, r"gate.attacks = \[1, 2\] is invalid; expected a list of strings"),
         ({"gate.max_advantage": 1.5}, r"gate.max_advantage = 1.5 is invalid; allowed: a number in \[0, 1\]"),

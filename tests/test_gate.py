@@ -38,7 +38,7 @@ def _policy(loaded, **changes) -> GatePolicy:
 def test_the_default_gate_audits_both_models_with_every_attack_on_a_balanced_set(default_result, loaded):
     result = default_result
     assert result.verdict in ("pass", "fail")
-    assert result.gated_attacks == ("samia", "confidence", "loss", "entropy", "modified_entropy", "top1")
+    assert result.gated_attacks == ("samia", "confidence", "loss", "entropy", "modified_entropy", "top1", "rmia", "lira")
     for audit in (result.original, result.pruned):
         assert [m.attack for m in audit.attacks] == list(result.gated_attacks)
         assert all(m.is_finite for m in audit.attacks)
@@ -46,6 +46,8 @@ def test_the_default_gate_audits_both_models_with_every_attack_on_a_balanced_set
     assert result.n_members == result.n_nonmembers >= 100
     assert result.pruned.metrics("samia").threshold_source == "shadow validation split"
     assert "shadow data" in result.pruned.metrics("confidence").threshold_source
+    assert result.pruned.metrics("rmia").threshold_source.startswith("auditor split")
+    assert result.threshold_pairs > 0 and result.calibration_size >= 100
     assert len(result.shadows) == 4
     assert len({s.seed for s in result.shadows}) == 4
     assert result.pruned.holdout_accuracy == pytest.approx(_holdout_accuracy(loaded.pruned_model, loaded), abs=1e-6)
@@ -56,7 +58,50 @@ def test_the_maximum_over_the_gated_attacks_decides(default_result):
     highest = max(result.pruned.attacks, key=lambda m: m.advantage)
     assert result.deciding_attack == highest.attack
     assert result.gated_value == pytest.approx(highest.advantage)
-    assert result.passed == (highest.advantage <= result.max_advantage)
+    assert result.criterion("advantage").status == ("pass" if highest.advantage <= result.max_advantage else "fail")
+
+
+def test_a_false_positive_rate_the_data_cannot_resolve_is_reported_not_gated(default_result):
+    """200 holdout samples and a 520-sample pool: 1% FPR means about one false positive."""
+    criterion = default_result.criterion("tpr_at_fpr")
+    assert criterion.status == "not resolvable" and "expected false positives" in criterion.reason
+    assert any("not resolvable" in w for w in default_result.warnings)
+    rate = default_result.pruned.metrics("rmia").rate(0.01)
+    assert rate is not None and not rate.resolvable and rate.calibration_fpr <= 0.01
+    assert default_result.passed == (default_result.criterion("advantage").status == "pass")
+
+
+def test_asking_for_a_false_positive_rate_the_data_cannot_resolve_is_refused_before_any_training(loaded):
+    from gates.errors import GateInputError
+
+    calls = []
+    inputs = dataclasses.replace(gate_inputs(loaded), train_shadow=lambda *a: calls.append(a))
+    with pytest.raises(GateInputError, match=r"max_tpr_at_fpr asks for the TPR at FPR 0.01, which this data cannot resolve"):
+        run_gate(inputs, _policy(loaded, max_tpr_at_fpr=0.05))
+    assert calls == []
+
+
+def test_the_highest_tpr_at_the_calibration_threshold_decides_the_low_fpr_criterion(loaded):
+    """At FPR 0.1 the tiny run resolves the rate (13 expected false positives on calibration)."""
+    result = run_gate(gate_inputs(loaded), _policy(loaded, attacks=("confidence", "rmia", "lira"), target_fpr=0.1, max_tpr_at_fpr=0.0))
+    criterion = result.criterion("tpr_at_fpr")
+    assert criterion.status == "fail" and result.verdict == "fail"
+    rates = {m.attack: m.rate(0.1) for m in result.pruned.attacks}
+    assert criterion.deciding_attack == max(rates, key=lambda name: rates[name].tpr)
+    assert criterion.value == pytest.approx(rates[criterion.deciding_attack].tpr)
+    for rate in rates.values():
+        assert rate.resolvable and rate.calibration_fpr <= 0.1
+        assert rate.tpr_low <= rate.tpr <= rate.tpr_high
+
+
+def test_per_class_exposure_is_reported_and_gated_when_asked(loaded):
+    result = run_gate(gate_inputs(loaded), _policy(loaded, attacks=("confidence", "rmia"), per_class=True, per_class_min=10))
+    criterion = result.criterion("per_class")
+    assert criterion.status in ("pass", "fail")
+    assert {e.attack for e in result.per_class} <= {"confidence", "rmia"} and "rmia" in {e.attack for e in result.per_class}
+    assert {e.label for e in result.per_class} == set(range(10))
+    assert all(e.judged for e in result.per_class)
+    assert (criterion.status == "fail") == any(e.exceeds for e in result.per_class)
 
 
 def test_the_reported_resolution_matches_the_evaluation_size(default_result):
@@ -98,6 +143,44 @@ def test_the_victims_evaluation_samples_never_reach_attack_training(loaded, monk
         assert len(np.intersect1d(indices, evaluation.indices)) == 0
         assert np.isin(indices, inputs.shadow_pool).all()
         assert not np.isin(indices, inputs.members).any() and not np.isin(indices, inputs.holdout).any()
+
+
+def test_reference_attacks_never_read_an_evaluation_sample_or_its_membership(loaded, monkeypatch):
+    """RMIA and LiRA tune on shadows and calibration samples; their thresholds come from the auditor split."""
+    seen: list[np.ndarray] = []
+    thresholds: list[int] = []
+    real_make_attack, real_best = gate_module.make_attack, gate_module.best_threshold
+
+    def recording_make_attack(name, options=None, **context):
+        attack = real_make_attack(name, options, **context)
+        real_fit = attack.fit
+
+        def fit(pseudo_targets, population):
+            seen.extend([np.asarray(population.indices), *(t.samples.indices for t in pseudo_targets), *(t.population.indices for t in pseudo_targets)])
+            return real_fit(pseudo_targets, population)
+
+        attack.fit = fit
+        return attack
+
+    def recording_best(scores, membership):
+        thresholds.append(len(membership))
+        return real_best(scores, membership)
+
+    monkeypatch.setattr(gate_module, "make_attack", recording_make_attack)
+    monkeypatch.setattr(gate_module, "best_threshold", recording_best)
+    inputs = gate_inputs(loaded)
+    policy = _policy(loaded, attacks=("rmia", "lira"))
+    result = run_gate(inputs, policy)
+    assert result.verdict in ("pass", "fail"), result.reason
+    data = gate_module.check_feasible(
+        labels=inputs.labels, num_classes=10, members=inputs.members, holdout=inputs.holdout, shadow_pool=inputs.shadow_pool, policy=policy
+    )
+    assert len(seen) == 2 * 2 * (1 + 2 * 2)  # 2 attacks × 2 models × (population + 2 shadows × (samples, population))
+    for indices in seen:
+        assert len(np.intersect1d(indices, data.evaluation.indices)) == 0
+        assert np.isin(indices, inputs.shadow_pool).all()
+    assert len(np.intersect1d(data.thresholds.indices, data.evaluation.indices)) == 0
+    assert thresholds == [len(data.thresholds.indices)] * 4  # every reference threshold: the auditor split alone
 
 
 def test_an_error_inside_the_gate_means_not_passed(loaded):

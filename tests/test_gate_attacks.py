@@ -12,9 +12,12 @@ from gates import metrics
 from gates.attacks import (
     ATTACKS,
     DEFAULT_ATTACKS,
+    FEATURE_ATTACKS,
+    REFERENCE_ATTACKS,
     THRESHOLD_ATTACKS,
     attack_names,
     make_attack,
+    uses_references,
 )
 from gates.attacks.base import Attack, AttackContext
 from gates.attacks.samia import SamiaAttack, SamiaSettings
@@ -64,11 +67,14 @@ def one_sample(posterior: list[float], label: int) -> AttackFeatures:
 
 def test_registry_names() -> None:
     assert THRESHOLD_ATTACKS == ("confidence", "loss", "entropy", "modified_entropy", "top1")
-    assert DEFAULT_ATTACKS == ("samia", *THRESHOLD_ATTACKS)
+    assert FEATURE_ATTACKS == ("samia", *THRESHOLD_ATTACKS)
+    assert REFERENCE_ATTACKS == ("rmia", "lira")
+    assert DEFAULT_ATTACKS == (*FEATURE_ATTACKS, *REFERENCE_ATTACKS)
     assert set(attack_names()) == set(DEFAULT_ATTACKS) == set(ATTACKS)
+    assert [uses_references(name) for name in DEFAULT_ATTACKS] == [False] * 6 + [True] * 2
 
 
-@pytest.mark.parametrize("name", DEFAULT_ATTACKS)
+@pytest.mark.parametrize("name", FEATURE_ATTACKS)
 def test_make_attack_builds_a_fresh_attack_of_that_name(name: str) -> None:
     attack = make_attack(name)
     assert isinstance(attack, Attack)
@@ -77,8 +83,8 @@ def test_make_attack_builds_a_fresh_attack_of_that_name(name: str) -> None:
 
 
 def test_an_unknown_attack_name_lists_the_known_ones() -> None:
-    with pytest.raises(GateInputError, match="unknown attack 'lira'.*samia, confidence, loss, entropy, modified_entropy, top1"):
-        make_attack("lira")
+    with pytest.raises(GateInputError, match="unknown attack 'lirra'.*samia, confidence, loss, entropy, modified_entropy, top1, rmia, lira"):
+        make_attack("lirra")
 
 
 def test_invalid_config_is_a_gate_input_error_naming_the_setting() -> None:
@@ -179,7 +185,7 @@ def test_a_class_missing_from_the_shadow_data_forces_a_global_threshold() -> Non
     assert np.all(np.isfinite(attack.score(features)))  # class 2 is still scored, against the global threshold
 
 
-@pytest.mark.parametrize("name", DEFAULT_ATTACKS)
+@pytest.mark.parametrize("name", FEATURE_ATTACKS)
 def test_every_attack_detects_members_with_clearly_higher_confidence(name: str) -> None:
     shadow, shadow_membership = synthetic(300, 300, seed=1, member_peak=4.0, nonmember_peak=1.0)
     evaluation, membership = synthetic(300, 300, seed=2, member_peak=4.0, nonmember_peak=1.0)
@@ -191,14 +197,14 @@ def test_every_attack_detects_members_with_clearly_higher_confidence(name: str) 
     assert metrics.advantage(scores, membership, attack.threshold) > 0.3  # the shadow threshold transfers
 
 
-@pytest.mark.parametrize("name", DEFAULT_ATTACKS)
+@pytest.mark.parametrize("name", FEATURE_ATTACKS)
 def test_score_before_fit_is_an_error(name: str) -> None:
     features, _ = synthetic(5, 5)
     with pytest.raises(RuntimeError, match="fit"):
         make_attack(name).score(features)
 
 
-@pytest.mark.parametrize("name", DEFAULT_ATTACKS)
+@pytest.mark.parametrize("name", FEATURE_ATTACKS)
 def test_shadow_data_without_non_members_is_a_gate_input_error(name: str) -> None:
     features, _ = synthetic(10, 10)
     with pytest.raises(GateInputError, match="members and non-members"):

@@ -5,12 +5,16 @@
 
 For each workload it prunes to 0.9 and, as the control the paper's claim needs, "prunes" to
 0.0 with the same rounds and epochs (a dense model fine-tuned exactly as long). Both runs are
-gated through the product (`prunectl.api.gate`: 4 shadows re-running the recipe, SAMIA and the
-threshold family). It records every attack's figures for the original and the fine-tuned
-model, and the gate's wall time per stage. Results go to `benchmarks/results/gate.json` and
-the `gate` section of BENCHMARKS.md.
+gated through the product (`prunectl.api.gate`: 4 shadows re-running the recipe, every default
+attack: SAMIA, the threshold family, offline RMIA and LiRA). The `null` variant gates the
+pruned run again with its holdout split in two, one half claimed as members: no sample on
+either side was trained on, so no attack can have signal and every criterion must pass (at
+FPR 0.02, the smallest rate half the holdout resolves).
+It records every attack's figures for the original and the fine-tuned model, and the gate's
+wall time per stage. Results go to `benchmarks/results/gate.json` and the `gate` section of
+BENCHMARKS.md.
 
-    .venv/bin/python benchmarks/gate.py [--workloads cnn,leaky-mlp] [--render-only]
+    .venv/bin/python benchmarks/gate.py [--workloads cnn,leaky-mlp] [--variants pruned-0.9,null] [--render-only]
 """
 
 from __future__ import annotations
@@ -59,6 +63,12 @@ WORKLOADS: dict[str, dict[str, Any]] = {
     },
 }
 VARIANTS = {"pruned-0.9": 0.9, "dense-fine-tuned": 0.0}
+NULL_VARIANT = "null"
+NULL_TARGET_FPR = 0.02
+"""The null's evaluation holds half the holdout per side: 1% of it is under 10 false positives
+(not resolvable), 2% is the smallest rate it resolves."""
+TODAYS_ATTACKS = ("samia", "confidence", "loss", "entropy", "modified_entropy", "top1")
+"""The gated set before offline RMIA and LiRA joined it: the goals compare against it."""
 
 
 class LogProgress:
@@ -81,6 +91,7 @@ class LogProgress:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--variants", default=",".join([*VARIANTS, NULL_VARIANT]), help="pruned-0.9, dense-fine-tuned, null")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--epochs-per-round", type=int, default=2)
     parser.add_argument("--work", type=Path, default=ROOT / ".cache" / "gate")
@@ -100,7 +111,8 @@ def main() -> None:
         saved = json.loads(RESULTS.read_text())
         previous = [{"date": saved["meta"]["date"], "command": saved["meta"]["command"], **row} for row in saved["rows"]]
     chosen = args.workloads.split(",")
-    rows = [row for row in previous if row["workload"] not in chosen]
+    variants = args.variants.split(",")
+    rows = [row for row in previous if row["workload"] not in chosen or row["variant"] not in variants]
     for workload in chosen:
         flags = {
             **RECORDED_DEFAULTS,
@@ -112,6 +124,8 @@ def main() -> None:
         }
         base_checkpoint: Path | None = None
         for variant, sparsity in VARIANTS.items():
+            if variant not in variants and not (variant == "pruned-0.9" and NULL_VARIANT in variants):
+                continue
             recipe = resolve(env={}, flags={**flags, "prune.target_sparsity": sparsity}).recipe
             if base_checkpoint is not None:
                 recipe = dataclasses.replace(recipe, model=dataclasses.replace(recipe.model, checkpoint=str(base_checkpoint)))
@@ -121,9 +135,8 @@ def main() -> None:
             prune_seconds = time.perf_counter() - started
             base_checkpoint = base_checkpoint or out / "base.pt"
             started = time.perf_counter()
-            outcome = gate(out, progress=LogProgress())
+            result = gate(out, progress=LogProgress()).result if variant in variants else None
             gate_seconds = time.perf_counter() - started
-            result = outcome.result
             row = {
                 "workload": workload,
                 "date": meta["date"],
@@ -140,12 +153,37 @@ def main() -> None:
                 "split_sizes": pruned.split_sizes,
                 "prune_seconds": prune_seconds,
                 "gate_seconds": gate_seconds,
-                "gate": result.to_dict(),
+                "gate": result.to_dict() if result else None,
             }
-            rows.append(row)
-            print(json.dumps({k: row[k] for k in ("workload", "variant", "accuracy", "gate_seconds")}), flush=True)
-            print(f"  verdict {result.verdict}: {result.reason}", flush=True)
-            save(meta, rows)
+            if result is not None:
+                rows.append(row)
+                print(json.dumps({k: row[k] for k in ("workload", "variant", "accuracy", "gate_seconds")}), flush=True)
+                print(f"  verdict {result.verdict}: {result.reason}", flush=True)
+                save(meta, rows)
+            if variant == "pruned-0.9" and NULL_VARIANT in variants:
+                started = time.perf_counter()
+                null = null_gate(out)
+                rows.append({**row, "variant": NULL_VARIANT, "gate_seconds": time.perf_counter() - started, "gate": null.to_dict()})
+                print(f"  null verdict {null.verdict}: {null.reason}", flush=True)
+                save(meta, rows)
+
+
+def null_gate(run_dir: Path) -> Any:
+    """The run's gate with half its holdout claimed as members: membership carries no signal."""
+    import numpy as np
+
+    from gates.gate import run_gate
+    from prunectl.cache import resolve_cache_dir
+    from prunectl.rundir.load import load_run
+    from prunectl.stages.gate import gate_inputs, gate_policy
+
+    loaded = load_run(run_dir)
+    inputs = gate_inputs(loaded, resolve_cache_dir(None))
+    shuffled = np.random.default_rng(20261201).permutation(inputs.holdout)
+    half = len(shuffled) // 2
+    inputs = dataclasses.replace(inputs, members=np.sort(shuffled[:half]), holdout=np.sort(shuffled[half:]))
+    policy = dataclasses.replace(gate_policy(loaded.recipe), target_fpr=NULL_TARGET_FPR)
+    return run_gate(inputs, policy, LogProgress())
 
 
 
@@ -201,18 +239,23 @@ def render(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
             f"- Wall time: prune {row['prune_seconds']:.0f} s; gate {row['gate_seconds']:.0f} s = shadows "
             f"{result['seconds'].get('shadows', 0):.0f} s + features {result['seconds'].get('features', 0):.0f} s + "
             f"attack fit and scoring {result['seconds'].get('attacks', 0):.0f} s",
+            f"- Criteria: " + "; ".join(f"{c['name']} **{c['status']}**" for c in result.get("criteria", []))
+            + f"; calibration set {result.get('calibration', {}).get('size', 'n/a')}, auditor split "
+            f"{result.get('calibration', {}).get('threshold_pairs', 'n/a')} pairs; ε estimate (pruned) {_fmt(result.get('epsilon'), '.2f')}",
+            f"- Reference stage (signal tables + RMIA/LiRA): {result['seconds'].get('references', 0):.1f} s = "
+            f"{100 * result['seconds'].get('references', 0) / max(result['seconds'].get('total', 1), 1e-9):.1f}% of the gate",
             "",
-            "| attack | original: acc | original: adv ±95% | original: AUC | original: TPR@1%FPR | "
-            f"{row['variant']}: acc | adv ±95% | AUC | TPR@1%FPR (achieved FPR) |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| attack | original: adv ±95% | AUC | TPR@1%FPR | "
+            f"{row['variant']}: adv ±95% | best adv | AUC | TPR@1%FPR [95% CI] (achieved FPR) | TPR@0.1%FPR (achieved FPR) | ε |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for metrics in (tuned or {}).get("attacks", []):
             name = metrics["attack"]
             before = next((m for m in (original or {}).get("attacks", []) if m["attack"] == name), None)
             lines.append(
-                f"| {name} | {_num(before, 'accuracy')} | {_attack_cell(before)} | {_num(before, 'auc')} | "
-                f"{_num(before, 'tpr_at_1pct_fpr')} | {_num(metrics, 'accuracy')} | {_attack_cell(metrics)} | "
-                f"{_num(metrics, 'auc')} | {_num(metrics, 'tpr_at_1pct_fpr')} ({_num(metrics, 'achieved_fpr_1pct', '.4f')}) |"
+                f"| {name} | {_attack_cell(before)} | {_num(before, 'auc')} | {_rate(before, 0.01, short=True)} | "
+                f"{_attack_cell(metrics)} | {_num(metrics, 'best_advantage')} | {_num(metrics, 'auc')} | "
+                f"{_rate(metrics, 0.01)} | {_rate(metrics, 0.001)} | {_num(metrics, 'epsilon', '.2f')} |"
             )
         silent = [
             f"{m['attack']} ({model})"
@@ -229,6 +272,27 @@ def render(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         lines.append("")
     lines += findings(rows)
     return "\n".join(lines) + "\n"
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def _calibrated(metrics: dict[str, Any] | None, fpr: float) -> dict[str, Any] | None:
+    return next((r for r in (metrics or {}).get("calibrated", []) if math.isclose(r["target_fpr"], fpr)), None)
+
+
+def _rate(metrics: dict[str, Any] | None, fpr: float, short: bool = False) -> str:
+    """TPR at the calibration threshold for `fpr` (\"*\": not resolvable), or the evaluation's best for older rows."""
+    rate = _calibrated(metrics, fpr)
+    if rate is None or rate.get("tpr") is None:
+        key = "tpr_at_1pct_fpr" if fpr == 0.01 else "tpr_at_01pct_fpr"
+        return f"{_num(metrics, key)} (eval ROC)"
+    mark = "" if rate["resolvable"] else "*"
+    if short:
+        return f"{rate['tpr']:.3f}{mark}"
+    ci = f" [{rate['tpr_low']:.3f}, {rate['tpr_high']:.3f}]" if fpr == 0.01 else ""
+    return f"{rate['tpr']:.3f}{mark}{ci} ({rate['fpr']:.4f})"
 
 
 def _num(metrics: dict[str, Any] | None, key: str, spec: str = ".3f") -> str:
@@ -279,7 +343,40 @@ def findings(rows: list[dict[str, Any]]) -> list[str]:
                 f"SAMIA {samia['advantage']:+.3f} (AUC {samia['auc']:.3f}) vs {best_name} {best_adv:+.3f} (difference "
                 f"{gap:+.3f}, resolution ±{resolution:.3f})."
             )
+    lines += goals(rows)
     return lines + [""]
+
+
+def _best_rate(audit: dict[str, Any] | None, attacks: tuple[str, ...] | list[str], fpr: float) -> tuple[str, float]:
+    figures = {m["attack"]: (_calibrated(m, fpr) or {}).get("tpr") for m in (audit or {}).get("attacks", []) if m["attack"] in attacks}
+    figures = {k: v for k, v in figures.items() if v is not None}
+    best = max(figures, key=figures.get)
+    return best, figures[best]
+
+
+def goals(rows: list[dict[str, Any]]) -> list[str]:
+    """Issue #15's goals, computed from the rows (the pruned model of each workload, same 4 shadows, same run)."""
+    lines = ["", "### RMIA, LiRA and the low-FPR criterion against the attacks gated before them", ""]
+    for row in rows:
+        audit = (row.get("gate") or {}).get("pruned")
+        if not audit or not any(m.get("calibrated") for m in audit["attacks"]):
+            continue
+        result = row["gate"]
+        every = result["gated_attacks"]
+        today = [a for a in TODAYS_ATTACKS if a in every]
+        name_all, tpr_all = _best_rate(audit, every, 0.01)
+        name_old, tpr_old = _best_rate(audit, today, 0.01)
+        adv_all = _max_advantage(audit, every)
+        adv_old = _max_advantage(audit, today)
+        ratio = tpr_all / tpr_old if tpr_old else math.inf
+        resolution = result["resolution"]
+        lines.append(
+            f"- **{row['workload']} — {row['variant']}**: TPR@1%FPR (calibration threshold) strongest {name_all} {tpr_all:.3f} "
+            f"vs today's best {name_old} {tpr_old:.3f} ({ratio:.1f}×); gated advantage {adv_all[0]} {adv_all[1]:+.3f} vs today's "
+            f"{adv_old[0]} {adv_old[1]:+.3f} (difference {adv_all[1] - adv_old[1]:+.3f}, resolution ±{resolution:.3f}); verdict "
+            f"**{result['verdict']}** ({'; '.join(c['name'] + ' ' + c['status'] for c in result.get('criteria', []))})."
+        )
+    return lines
 
 
 if __name__ == "__main__":

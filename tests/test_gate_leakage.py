@@ -26,7 +26,7 @@ def test_a_deliberately_overfit_model_fails_the_gate_by_a_wide_margin(tmp_path):
         data__members=150,
         data__dev=40,
         data__holdout=300,
-        data__shadow_pool=380,  # each shadow trains on 190 = members + dev, like the victim
+        data__shadow_pool=480,  # 100 calibration samples; each shadow trains on 190 = members + dev, like the victim
         model__widths=(128,),
         train__epochs=150,
         prune__target_sparsity=0.5,
@@ -36,8 +36,10 @@ def test_a_deliberately_overfit_model_fails_the_gate_by_a_wide_margin(tmp_path):
     trained = prune(recipe, out=tmp_path / "overfit")
     assert trained.pruned_member_accuracy - trained.pruned_accuracy > 0.03  # it did overfit
     loaded = load_run(tmp_path / "overfit")
-    result = run_gate(gate_inputs(loaded), gate_policy(loaded.recipe, GateSpec(audit_original=False)))
+    result = run_gate(gate_inputs(loaded), gate_policy(loaded.recipe, GateSpec(audit_original=False, calibration_size=100)))
     assert result.verdict == "fail" and not result.passed
+    for name in ("rmia", "lira"):
+        assert result.pruned.metrics(name).auc > 0.7  # the reference attacks see the overfit model
     assert result.gated_value > 0.25
     deciding = result.pruned.metrics(result.deciding_attack)
     assert deciding.advantage_low > 0.15

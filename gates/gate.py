@@ -129,12 +129,11 @@ def _pairs(members: np.ndarray, holdout: np.ndarray, labels: np.ndarray, policy:
 def _calibration(shadow_pool: np.ndarray, labels: np.ndarray, policy: GatePolicy) -> tuple[np.ndarray, np.ndarray]:
     """(calibration slice, the rest of the pool), stratified by class."""
     wanted = policy.calibration_count(len(shadow_pool))
-    if wanted < MIN_CALIBRATION_SIZE or wanted > len(shadow_pool) // 2:
-        setting = "gate.calibration_size" if policy.calibration_size else "data.shadow_pool"
+    if wanted > len(shadow_pool) // 2:
         raise GateInputError(
-            f"the calibration set needs {max(wanted, MIN_CALIBRATION_SIZE)} known non-members from a shadow pool of "
+            f"the calibration set needs {wanted} known non-members from a shadow pool of "
             f"{len(shadow_pool)}, at least {MIN_CALIBRATION_SIZE} and at most half the pool: raise data.shadow_pool"
-            + (f" or lower {setting}" if policy.calibration_size else f" to {4 * MIN_CALIBRATION_SIZE} or more")
+            + (" or lower gate.calibration_size" if policy.calibration_size else f" to {2 * MIN_CALIBRATION_SIZE} or more")
         )
     rng = np.random.default_rng(derive_seed(policy.seed, "calibration"))
     return stratified_split(shadow_pool, labels, wanted / len(shadow_pool), rng)
@@ -154,6 +153,7 @@ def check_feasible(
         overlap = np.intersect1d(shadow_pool, other)
         if len(overlap):
             raise GateInputError(f"{len(overlap)} samples are in both the shadow pool and {name}; the splits must be disjoint")
+    evaluation, thresholds = _pairs(members, holdout, labels, policy)
     calibration, attacker_pool = _calibration(np.asarray(shadow_pool, dtype=np.int64), labels, policy)
     minimum = 4 * num_classes
     if len(attacker_pool) < minimum:
@@ -161,7 +161,6 @@ def check_feasible(
             f"the shadow pool holds {len(attacker_pool)} samples besides the calibration set; shadows need at least {minimum} "
             f"(2 per class on each side): raise data.shadow_pool"
         )
-    evaluation, thresholds = _pairs(members, holdout, labels, policy)
     if policy.tpr_required and not policy.resolvable(policy.target_fpr, len(calibration), len(evaluation.nonmembers)):
         raise GateInputError(
             f"gate.max_tpr_at_fpr asks for the TPR at FPR {policy.target_fpr:g}, which this data cannot resolve: "

@@ -52,7 +52,7 @@ def _up_to_half(example: float) -> Rule:
 
 
 CALIBRATION_SIZE = Rule(
-    f"0 (a quarter of the shadow pool, at most {CALIBRATION_AUTO_MAX}) or an integer >= {MIN_CALIBRATION_SIZE}",
+    f"0 (a quarter of the shadow pool, within {MIN_CALIBRATION_SIZE} to {CALIBRATION_AUTO_MAX}) or an integer >= {MIN_CALIBRATION_SIZE}",
     lambda value: isinstance(value, int) and not isinstance(value, bool) and (value == 0 or value >= MIN_CALIBRATION_SIZE),
 )
 
@@ -119,7 +119,7 @@ class GateSettings:
         0,
         help=(
             "known non-members reserved from the shadow pool (no shadow trains on them): they set every attack's "
-            "low-FPR threshold and are RMIA's population; 0: a quarter of the pool, at most 2000"
+            "low-FPR threshold and are RMIA's population; 0: a quarter of the pool, at least 100 and at most 2000"
         ),
         rule=CALIBRATION_SIZE,
     )
@@ -174,7 +174,7 @@ class GatePolicy(GateSettings):
         """How many shadow-pool samples the calibration slice takes."""
         if self.calibration_size:
             return int(self.calibration_size)
-        return min(CALIBRATION_AUTO_MAX, int(pool_size * CALIBRATION_AUTO_SHARE))
+        return max(MIN_CALIBRATION_SIZE, min(CALIBRATION_AUTO_MAX, int(pool_size * CALIBRATION_AUTO_SHARE)))
 
     def resolvable(self, fpr: float, calibration: int, nonmembers: int) -> bool:
         """Whether a false-positive rate means enough false positives on both sets (see MIN_EXPECTED_FALSE_POSITIVES)."""

@@ -55,16 +55,17 @@ def mlp(input_shape, num_classes):
 def four_logits():
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
 """
-# Split sizes unset (4:1:4:9 of whatever the data holds), so a custom data set of 90 samples
+# Split sizes unset (4:1:4:12 of whatever the data holds), so a custom data set of 90 samples
 # gets past the splits and fails where its case says it does.
 BATTERY_RECIPE = make_tiny_recipe(data__members=None, data__dev=None, data__holdout=None, data__shadow_pool=None)
 # A small recipe whose run `compress` can also gate: at least 100 members and 100 holdout
-# samples per side once balanced by class.
+# samples per side once balanced by class and the auditor's 20% set aside, and a pool that
+# holds the 100-sample calibration slice.
 FINISHED_RECIPE = make_tiny_recipe(
     name="finished",
-    data__members=120,
+    data__members=150,
     data__dev=20,
-    data__holdout=120,
+    data__holdout=150,
     data__shadow_pool=200,
     prune__rounds=1,
     gate__shadows=1,
@@ -556,6 +557,9 @@ CASES = [
          "unknown key 'gate.max_adv'"),
     case("compress-data-too-small-for-a-meaningful-gate",
          lambda w: w.compress("--data", "npz:" + w.npz(**w.images())), "a meaningful gate needs at least 100 per side"),
+    case("compress-shadow-pool-too-small-for-a-calibration-set",
+         lambda w: ["compress", "--config", w.config(make_tiny_recipe(data__shadow_pool=150)), "--out", str(w.out)],
+         "the calibration set needs 100 known non-members from a shadow pool of 150"),
     case("compress-out-holds-a-finished-run", lambda w: ["compress", "--config", w.finished_run(), "--out", str(w.out)],
          "already holds a finished run; pass --overwrite to replace it or choose another --out"),
     # -- ONNX files that are not ONNX ---------------------------------------------------------------------

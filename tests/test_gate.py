@@ -62,7 +62,7 @@ def test_the_maximum_over_the_gated_attacks_decides(default_result):
 
 
 def test_a_false_positive_rate_the_data_cannot_resolve_is_reported_not_gated(default_result):
-    """200 holdout samples and a 520-sample pool: 1% FPR means about one false positive."""
+    """200 holdout samples and a 700-sample pool: 1% FPR means 1.6 and 1.75 expected false positives."""
     criterion = default_result.criterion("tpr_at_fpr")
     assert criterion.status == "not resolvable" and "expected false positives" in criterion.reason
     assert any("not resolvable" in w for w in default_result.warnings)
@@ -79,6 +79,11 @@ def test_asking_for_a_false_positive_rate_the_data_cannot_resolve_is_refused_bef
     with pytest.raises(GateInputError, match=r"max_tpr_at_fpr asks for the TPR at FPR 0.01, which this data cannot resolve"):
         run_gate(inputs, _policy(loaded, max_tpr_at_fpr=0.05))
     assert calls == []
+
+
+@pytest.mark.parametrize(("pool", "calibration"), [(200, 100), (399, 100), (700, 175), (899, 224), (40_000, 2000)])
+def test_the_default_calibration_slice_is_a_quarter_of_the_pool_between_100_and_2000(loaded, pool, calibration):
+    assert _policy(loaded).calibration_count(pool) == calibration
 
 
 def test_the_highest_tpr_at_the_calibration_threshold_decides_the_low_fpr_criterion(loaded):

@@ -67,16 +67,17 @@ def without_file_capabilities() -> list[str]:
 def make_tiny_recipe(**changes: object) -> Recipe:
     """Digits, small splits, an MLP, 2 rounds of 1 epoch, no defense: a full run in about a second.
 
-    The shadow pool is twice members + dev, so each shadow trains on as many samples as the
-    victim (the 4:1:4:9 default keeps that ratio too); with fewer, a shadow of this noisy recipe
-    can land more than the gate's 10 points below the victim and the gate refuses it.
+    The gate reserves a quarter of the shadow pool for calibration and the shadows train on
+    halves of the rest, so a 700-sample pool gives each shadow 262 samples, as many as the
+    victim's members + dev; with fewer, a shadow of this noisy recipe can land more than the
+    gate's 10 points below the victim and the gate refuses it.
 
     Every layer is pruned and no defense runs, unlike the defaults, so that tests of the
     pipeline stay fast and their layer counts simple; the defenses have their own tests."""
     recipe = Recipe(
         name="tiny",
         seed=0,
-        data=DataSpec(source="digits", members=200, dev=60, holdout=200, shadow_pool=520),
+        data=DataSpec(source="digits", members=200, dev=60, holdout=200, shadow_pool=700),
         model=ModelSpec(source="builtin:mlp", widths=(32,)),
         train=TrainSpec(epochs=15, batch_size=32, lr=3e-3),
         prune=PruneSpec(target_sparsity=0.8, rounds=2, epochs_per_round=1, keep_last_dense=False),

@@ -23,7 +23,7 @@ def test_the_result_reports_the_measured_sparsity_and_holdout_accuracy(tiny_run,
     assert result.sparsity["global_sparsity"] == pytest.approx(tiny_recipe.prune.target_sparsity, abs=0.005)
     assert len(result.sparsity["layers"]) == 2
     assert 0.8 < result.base_accuracy <= 1.0 and 0.6 < result.pruned_accuracy <= 1.0
-    assert result.split_sizes == {"members": 200, "dev": 60, "holdout": 200, "shadow_pool": 520}
+    assert result.split_sizes == {"members": 200, "dev": 60, "holdout": 200, "shadow_pool": 700}
     assert json.loads((out / "prune.json").read_text())["pruned_accuracy"] == result.pruned_accuracy
 
 
@@ -49,7 +49,7 @@ def test_the_splits_file_records_disjoint_index_lists(tiny_run):
     _, out = tiny_run
     splits = json.loads((out / "splits.json").read_text())
     indices = [i for name in ("members", "dev", "holdout", "shadow_pool") for i in splits[name]]
-    assert len(indices) == len(set(indices)) == 980
+    assert len(indices) == len(set(indices)) == 200 + 60 + 200 + 700
 
 
 def test_load_run_restores_the_models_of_the_run(tiny_run):

@@ -50,8 +50,10 @@ def _run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Compl
 
 @pytest.mark.slow
 def test_the_shell_ci_step_releases_a_passing_model_and_publishes_its_reports(tmp_path):
+    # The tiny recipe leaks (RMIA measured +0.127 at seed 0): the step, not the verdict, is tested
+    # here, so it runs with the tests' loose gate (conftest.RELEASE_GATE).
     summary = tmp_path / "step-summary.md"
-    env = tiny_environment(tmp_path, GITHUB_STEP_SUMMARY=str(summary))
+    env = tiny_environment(tmp_path, GITHUB_STEP_SUMMARY=str(summary), PRUNECTL_GATE_MAX_ADVANTAGE="0.5")
     done = _run([str(ROOT / "examples/ci/release-gate.sh")], tmp_path, env)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "runs/release/export/model.onnx").is_file()
@@ -75,9 +77,15 @@ def test_the_shell_ci_step_blocks_a_failing_model_with_exit_1_and_still_publishe
 def test_the_python_api_example_runs_the_release_step(tmp_path):
     # The script asks for 90% sparsity, where the tiny MLP with its classifier pruned collapses
     # (its shadows then land over 10 points apart and the gate refuses them): this runs it with
-    # the classifier dense, as the default recipe does, and the tests' loose gate
-    # (conftest.RELEASE_GATE), because the release step, not the verdict, is what is tested.
-    env = tiny_environment(tmp_path, PRUNECTL_PRUNE_KEEP_LAST_DENSE="true", PRUNECTL_GATE_MAX_ADVANTAGE="0.5")
+    # the classifier dense, as the default recipe does, and a loose gate (conftest.RELEASE_GATE's
+    # advantage limit; a shadow of this noisy 1-epoch recipe measured 11.2 points below the
+    # victim even so), because the release step, not the verdict, is what is tested.
+    env = tiny_environment(
+        tmp_path,
+        PRUNECTL_PRUNE_KEEP_LAST_DENSE="true",
+        PRUNECTL_GATE_MAX_ADVANTAGE="0.5",
+        PRUNECTL_GATE_MAX_SHADOW_ACCURACY_DROP="0.25",
+    )
     done = _run([sys.executable, str(ROOT / "examples/compress_api.py"), "runs/api"], tmp_path, env)
     assert done.returncode == 0, done.stderr
     assert "gate pass" in done.stdout and "artifact runs/api/export/model.onnx" in done.stdout

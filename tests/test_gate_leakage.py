@@ -21,7 +21,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_deliberately_overfit_model_fails_the_gate_by_a_wide_margin(tmp_path):
-    """150 members, 150 epochs, 100% train accuracy: measured gated advantage 0.38, AUC 0.69–0.72."""
+    """150 members, 150 epochs, 100% train accuracy: measured gated advantage 0.37 (SAMIA), AUC up
+    to 0.71 (RMIA); at 1% FPR LiRA and RMIA find 8% and 7% of the members, the rest at most 4%."""
     recipe = make_tiny_recipe(
         data__members=150,
         data__dev=40,
@@ -38,39 +39,14 @@ def test_a_deliberately_overfit_model_fails_the_gate_by_a_wide_margin(tmp_path):
     loaded = load_run(tmp_path / "overfit")
     result = run_gate(gate_inputs(loaded), gate_policy(loaded.recipe, GateSpec(audit_original=False, calibration_size=100)))
     assert result.verdict == "fail" and not result.passed
-    for name in ("rmia", "lira"):
-        assert result.pruned.metrics(name).auc > 0.7  # the reference attacks see the overfit model
+    assert result.pruned.metrics("rmia").auc > 0.7 and result.pruned.metrics("lira").auc > 0.65
+    reference_tpr = max(result.pruned.metrics(name).rate(0.01).tpr for name in ("rmia", "lira"))
+    others = [m.rate(0.01).tpr for m in result.pruned.attacks if m.attack not in ("rmia", "lira")]
+    assert reference_tpr > max(others)  # where the reference attacks are strongest: a few members with near certainty
     assert result.gated_value > 0.25
     deciding = result.pruned.metrics(result.deciding_attack)
     assert deciding.advantage_low > 0.15
     assert max(m.auc for m in result.pruned.attacks) > 0.65
-
-
-def test_two_disjoint_samples_of_non_members_look_alike_to_every_attack(tmp_path):
-    """No sample in either set was trained on, so the true advantage is 0: every attack's 95%
-    interval must contain 0 in at least 9 of 10 gate seeds."""
-    recipe = make_tiny_recipe(
-        data__holdout=400,
-        data__shadow_pool=520,  # each shadow trains on 260 = members + dev, like the victim
-        model__widths=(64,),
-        prune__epochs_per_round=3,  # steadier than the tiny recipe's 1: shadows land near the victim's accuracy
-    )
-    prune(recipe, out=tmp_path / "null")
-    loaded = load_run(tmp_path / "null")
-    real = gate_inputs(loaded)
-    holdout = np.random.default_rng(0).permutation(real.holdout)
-    pretend_members, nonmembers = np.sort(holdout[:200]), np.sort(holdout[200:])
-    inputs = dataclasses.replace(real, members=pretend_members, holdout=nonmembers, original_model=None)
-    contains_zero: dict[str, int] = {}
-    for seed in range(10):
-        policy = dataclasses.replace(gate_policy(loaded.recipe, GateSpec(shadows=1, bootstrap=500)), seed=seed)
-        result = run_gate(inputs, policy)
-        assert result.verdict in ("pass", "fail"), result.reason
-        for metrics in result.pruned.attacks:
-            covered = metrics.advantage_low <= 0 <= metrics.advantage_high
-            contains_zero[metrics.attack] = contains_zero.get(metrics.attack, 0) + covered
-    assert len(contains_zero) == 8  # SAMIA, the threshold family, RMIA and LiRA
-    assert all(count >= 9 for count in contains_zero.values()), contains_zero
 
 
 @pytest.fixture(scope="module")
@@ -82,13 +58,40 @@ def null_run(tmp_path_factory):
     return load_run(out)
 
 
+def _null_inputs(run, seed: int):
+    """Half the holdout, at random, claimed as members: no sample on either side was trained on."""
+    real = gate_inputs(run)
+    holdout = np.random.default_rng(seed).permutation(real.holdout)
+    half = len(holdout) // 2
+    return dataclasses.replace(real, members=np.sort(holdout[:half]), holdout=np.sort(holdout[half:]), original_model=None)
+
+
+def test_on_ten_independent_null_splits_every_attack_is_unbiased_and_its_interval_covers_zero(null_run):
+    """Every attack's true advantage on a null split is 0. Over ten independent splits (one
+    shadow each, a different gate seed), each attack's 95% interval contains 0 in at least 7
+    (an honest interval misses more than 3 of 10 with probability 0.1%), and its mean advantage
+    lies within 0.05 of 0 (about four standard errors at 320 per side): an attack whose threshold
+    or scores peeked at the evaluation samples would sit above it."""
+    covered: dict[str, int] = {}
+    advantages: dict[str, list[float]] = {}
+    for seed in range(10):
+        policy = dataclasses.replace(gate_policy(null_run.recipe, GateSpec(shadows=1, bootstrap=500)), seed=seed)
+        result = run_gate(_null_inputs(null_run, 2000 + seed), policy)
+        assert result.verdict in ("pass", "fail"), result.reason
+        for metrics in result.pruned.attacks:
+            covered[metrics.attack] = covered.get(metrics.attack, 0) + (metrics.advantage_low <= 0 <= metrics.advantage_high)
+            advantages.setdefault(metrics.attack, []).append(metrics.advantage)
+    assert len(covered) == 8  # SAMIA, the threshold family, RMIA and LiRA
+    assert all(count >= 7 for count in covered.values()), covered
+    means = {name: float(np.mean(values)) for name, values in advantages.items()}
+    assert all(abs(mean) <= 0.05 for mean in means.values()), means
+
+
 @pytest.mark.parametrize("split", [0, 1, 2])
 def test_no_signal_data_passes_every_default_criterion(null_run, split):
     """Three independent null splits (half the holdout claimed as members), the default criteria
     and attacks, end to end: no sample on either side was trained on, so the gate must pass."""
-    real = gate_inputs(null_run)
-    holdout = np.random.default_rng(1000 + split).permutation(real.holdout)
-    inputs = dataclasses.replace(real, members=np.sort(holdout[:400]), holdout=np.sort(holdout[400:]), original_model=None)
+    inputs = _null_inputs(null_run, 1000 + split)
     policy = dataclasses.replace(gate_policy(null_run.recipe, GateSpec(shadows=2, bootstrap=200)), seed=split)
     result = run_gate(inputs, policy)
     assert result.verdict == "pass", result.reason

@@ -35,7 +35,10 @@ FASHION_MNIST_CLASSES = (
 )  # fmt: skip
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 SPLIT_NAMES = ("members", "dev", "holdout", "shadow_pool")
-SPLIT_RATIO = (4, 1, 4, 9)
+SPLIT_RATIO = (4, 1, 4, 12)
+"""members:dev:holdout:shadow_pool for unset sizes. The gate reserves a quarter of the pool for
+calibration and each shadow trains on half the rest: 3/8 × 12 = 4.5, about 0.9× the victim's
+members + dev, as close as the victim's own split lets a shadow re-run its recipe."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -395,7 +398,7 @@ class Splits:
 
 
 def split_sizes(total: int, spec: DataSpec) -> dict[str, int]:
-    """Requested sizes, with unset ones following 4:1:4:9; an unset shadow pool takes the rest."""
+    """Requested sizes, with unset ones following 4:1:4:12; an unset shadow pool takes the rest."""
     auto = {name: total * part // sum(SPLIT_RATIO) for name, part in zip(SPLIT_NAMES, SPLIT_RATIO)}
     auto["shadow_pool"] = total - auto["members"] - auto["dev"] - auto["holdout"]
     sizes = {name: getattr(spec, name) if getattr(spec, name) is not None else auto[name] for name in SPLIT_NAMES}

@@ -37,7 +37,7 @@ DATA_SOURCE_FORMS = "digits | fashion-mnist[:DIR] | imagefolder:DIR | npz:FILE |
 MODEL_SOURCE_FORMS = "builtin:cnn | builtin:mlp | torchvision:ARCH | torchscript:FILE | state-dict:FILE"
 
 NON_EMPTY = Rule("a non-empty string", lambda value: isinstance(value, str) and bool(value))
-SPLIT_SIZE = Rule("an integer >= 1, or unset for the 4:1:4:9 default", lambda value: is_integer(value) and value >= 1)
+SPLIT_SIZE = Rule("an integer >= 1, or unset for the 4:1:4:12 default", lambda value: is_integer(value) and value >= 1)
 RUN_NAME = Rule(
     "a non-empty name without '/' or control characters (newline, tab, ...)",
     # The name becomes a directory name and appears in messages, which must stay one line.
@@ -53,9 +53,10 @@ RUN_NAME = Rule(
 class DataSpec:
     """Where the data comes from and how it is split.
 
-    Split sizes left at `None` follow the ratio members:dev:holdout:shadow_pool = 4:1:4:9, so
-    members and holdout are the same size and the shadow pool is about twice the members (each
-    shadow trains on a random half of it). On `digits` (1,797 samples) that is 399/99/399/900.
+    Split sizes left at `None` follow the ratio members:dev:holdout:shadow_pool = 4:1:4:12, so
+    members and holdout are the same size and, once the gate has reserved a quarter of the pool
+    for calibration, each shadow trains on a random half of the rest: about 0.9× the victim's
+    members + dev. On `digits` (1,797 samples) that is 342/85/342/1028.
     """
 
     note = "Where the data comes from and how it is split (fixed by the seed, recorded in the run directory)."
@@ -65,16 +66,16 @@ class DataSpec:
     image_size: int = setting(32, help="imagefolder only: images are resized to image_size x image_size (>= 4)", rule=at_least(4))
     members: int | None = setting(
         None,
-        help="trains the released model (>= 1); unset: 4/18 of the data (members:dev:holdout:shadow_pool = 4:1:4:9)",
+        help="trains the released model (>= 1); unset: 4/21 of the data (members:dev:holdout:shadow_pool = 4:1:4:12)",
         rule=SPLIT_SIZE,
         example=400,
     )
-    dev: int | None = setting(None, help="model selection only (>= 1); unset: 1/18 of the data", rule=SPLIT_SIZE, example=100)
+    dev: int | None = setting(None, help="model selection only (>= 1); unset: 1/21 of the data", rule=SPLIT_SIZE, example=100)
     holdout: int | None = setting(
-        None, help="never trained on: test accuracy and the gate's non-members (>= 1); unset: 4/18 of the data", rule=SPLIT_SIZE, example=400
+        None, help="never trained on: test accuracy and the gate's non-members (>= 1); unset: 4/21 of the data", rule=SPLIT_SIZE, example=400
     )
     shadow_pool: int | None = setting(
-        None, help="the data of the gate's shadow models (>= 1); unset: 9/18 of the data", rule=SPLIT_SIZE, example=900
+        None, help="the data of the gate's shadow models (>= 1); unset: the rest (12/21)", rule=SPLIT_SIZE, example=900
     )
 
 

@@ -176,8 +176,8 @@ def _labels() -> np.ndarray:
     return _load("digits").y.numpy()
 
 
-def test_digits_default_split_sizes_follow_4_1_4_9():
-    assert split_sizes(1797, DataSpec()) == {"members": 399, "dev": 99, "holdout": 399, "shadow_pool": 900}
+def test_digits_default_split_sizes_follow_4_1_4_12():
+    assert split_sizes(1797, DataSpec()) == {"members": 342, "dev": 85, "holdout": 342, "shadow_pool": 1028}
 
 
 def test_splits_are_disjoint_and_have_the_requested_sizes():

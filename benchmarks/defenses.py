@@ -231,7 +231,7 @@ def measure_row(workload: str, setting: str, meta: dict[str, Any], paths: Paths,
         "setting": setting,
         "date": meta["date"],
         "command": meta["command"],
-        "defense": dataclasses.asdict(recipe.defense),
+        "defense": recipe.to_dict()["defense"],
         "defense_recorded": _recorded_defense(reported, out),
         "base_source": reported.get("base_source"),
         "target_sparsity": recipe.prune.target_sparsity,
@@ -374,6 +374,25 @@ def _gated(result: dict[str, Any]) -> tuple[str | None, float | None]:
     return name, (metrics or {}).get("advantage")
 
 
+def _low_fpr_cell(audit: dict[str, Any] | None, gated: list[str], target_fpr: float = 0.01) -> str:
+    """The highest TPR at the calibration threshold for `target_fpr` over the gated attacks, "*" when not resolvable."""
+    rates = [
+        (rate["tpr"], metrics["attack"], rate["resolvable"])
+        for metrics in (audit or {}).get("attacks", [])
+        if metrics["attack"] in gated
+        for rate in metrics.get("calibrated", [])
+        if math.isclose(rate["target_fpr"], target_fpr)
+    ]
+    if not rates:
+        return "n/a"
+    tpr, attack, resolvable = max(rates)
+    return f"{tpr:.3f} ({attack}){'' if resolvable else '*'}"
+
+
+def _criterion(result: dict[str, Any], name: str) -> str:
+    return next((c["status"] for c in result.get("criteria", []) if c["name"] == name), "n/a")
+
+
 def _gap(accuracy: dict[str, float], model: str) -> float:
     return (accuracy[f"{model}_members"] - accuracy[f"{model}_holdout"]) * 100
 
@@ -410,9 +429,12 @@ def render(meta: dict[str, Any], rows: list[dict[str, Any]], scores: dict[str, A
             "shared by all settings: within a workload every setting starts from the same original model, and the gate's "
             "shadows from the same shadow originals. So the original (unpruned) model is audited only in the `none` run "
             "(`gate.audit_original = false` for the others, to save time); its figures hold for every setting.",
-            f"- Every gate: every default attack ({', '.join(first['gate']['gated_attacks'])}), thresholds from shadow data, "
-            "balanced evaluation (members vs holdout), 95% bootstrap intervals. Advantage = TPR − FPR at the shadow-chosen "
-            "threshold; the gated advantage is the maximum over the attacks.",
+            f"- Every gate: every default attack ({', '.join(first['gate']['gated_attacks'])}), balanced evaluation "
+            "(members vs holdout), 95% bootstrap intervals. Advantage = TPR − FPR at the attack's threshold (from shadow data; "
+            "RMIA's and LiRA's from the auditor split where the row has them); the gated advantage is the maximum over the "
+            "attacks. TPR@1% FPR is measured at each attack's calibration-set threshold (the highest over the gated attacks; "
+            "`*`: not resolvable at this size, so the low-FPR criterion is reported, not gated). Rows without RMIA columns "
+            "were measured before RMIA and LiRA joined the gate.",
         ]
         lines += [f"- Reduced for time ({w}): {text}" for w, text in _reductions(rows, bool(meta.get("smoke"))).items()]
     lines.append("")
@@ -455,8 +477,9 @@ def _table(workload: str, rows: list[dict[str, Any]]) -> list[str]:
     lines = [
         f"### {workload}",
         "",
-        "| setting | test acc (original → pruned) | SAMIA adv ±95% | SAMIA AUC | SAMIA TPR@1%FPR | gated adv (attack) | verdict | prune s | gate s |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---:|",
+        "| setting | test acc (original → pruned) | SAMIA adv ±95% | SAMIA AUC | RMIA adv ±95% | RMIA AUC "
+        "| TPR@1% FPR, calibrated (attack) | gated adv (attack) | low-FPR criterion | verdict | prune s | gate s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|",
     ]
     for row in rows:
         original = row["gate"].get("original")
@@ -466,19 +489,22 @@ def _table(workload: str, rows: list[dict[str, Any]]) -> list[str]:
             measured = [m for m in original["attacks"] if m["attack"] in gated_attacks and m.get("advantage") is not None]
             best = max(measured, key=lambda m: m["advantage"], default=None)
             gated = f"{best['advantage']:+.3f} ({best['attack']})" if best else "n/a"
+            rmia = _attack(original, "rmia")
             lines.append(
                 f"| original (unpruned; audited in the {row['setting']} run) | {row['accuracy']['original_holdout']:.2%} | "
-                f"{_adv_cell(samia)} | {_num(samia, 'auc')} | {_num(samia, 'tpr_at_1pct_fpr')} | {gated} | — | — | — |"
+                f"{_adv_cell(samia)} | {_num(samia, 'auc')} | {_adv_cell(rmia)} | {_num(rmia, 'auc')} | "
+                f"{_low_fpr_cell(original, gated_attacks)} | {gated} | — | — | — | — |"
             )
     for row in rows:
         result, acc = row["gate"], row["accuracy"]
-        samia = _attack(result.get("pruned"), "samia")
+        samia, rmia = _attack(result.get("pruned"), "samia"), _attack(result.get("pruned"), "rmia")
         name, value = _gated(result)
         gated = "n/a" if value is None else f"{value:+.3f} ({name})"
         lines.append(
             f"| {row['setting']} | {acc['original_holdout']:.2%} → {acc['pruned_holdout']:.2%} | {_adv_cell(samia)} | "
-            f"{_num(samia, 'auc')} | {_num(samia, 'tpr_at_1pct_fpr')} | {gated} | {result['verdict']} | "
-            f"{row['prune_seconds']:.0f} | {row['gate_seconds']:.0f} |"
+            f"{_num(samia, 'auc')} | {_adv_cell(rmia)} | {_num(rmia, 'auc')} | "
+            f"{_low_fpr_cell(result.get('pruned'), result['gated_attacks'])} | {gated} | {_criterion(result, 'tpr_at_fpr')} | "
+            f"{result['verdict']} | {row['prune_seconds']:.0f} | {row['gate_seconds']:.0f} |"
         )
     stages = [
         f"{row['setting']} " + " + ".join(f"{stage} {seconds:.0f}" for stage, seconds in row["gate"]["seconds"].items() if stage != "total")

@@ -251,6 +251,10 @@ class Options(Mapping[str, Any]):
     def __setattr__(self, name: str, value: Any) -> None:
         raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
 
+    def __reduce__(self) -> tuple[type, tuple[dict[str, Any]]]:
+        # copy, deepcopy (dataclasses.asdict) and pickle rebuild through __init__, never setattr.
+        return (Options, (dict(self._values),))
+
 
 def build(cls: type, options: Mapping[str, Any]) -> Any:
     """An instance of an extension's settings dataclass from a section's options (defaults fill gaps)."""

@@ -1,5 +1,8 @@
 """Recipes resolve in one place (flag > env > file > default) and invalid values fail early."""
 
+import copy
+import dataclasses
+import pickle
 import unicodedata
 from pathlib import Path
 
@@ -46,6 +49,13 @@ def test_written_recipe_reads_back_identically(tmp_path):
     recipe = resolve(env={}, flags={"model.widths": (8, 4), "name": 'quo"te', "data.members": 50}).recipe
     (tmp_path / "r.toml").write_text(to_toml(recipe))
     assert resolve(config=tmp_path / "r.toml", env={}).recipe == recipe
+
+
+def test_a_recipe_copies_pickles_and_converts_to_dicts_with_its_extension_settings():
+    """Benchmarks record `dataclasses.asdict(recipe.defense)`; worker processes receive pickled recipes."""
+    recipe = resolve(env={}, flags={"defense.name": "kl", "defense.kl_weight": 8.0}).recipe
+    assert copy.deepcopy(recipe) == recipe and pickle.loads(pickle.dumps(recipe)) == recipe
+    assert dataclasses.asdict(recipe.defense)["options"]["kl_weight"] == 8.0
 
 
 @pytest.mark.parametrize(

@@ -56,7 +56,8 @@ def run_meta(**extra: object) -> dict[str, object]:
 
 
 # The recipe defaults the recorded results of prune.py, gate.py and defenses.py were measured
-# with. Issue #6 changed them (cubic schedule, dense classifier, wemem rmr at threshold 0.25);
+# with. Issue #6 changed them (cubic schedule, dense classifier, wemem rmr at threshold 0.25),
+# issue #15 the base weight decay (0 → 0.01);
 # reruns pin the old ones so they stay comparable with the tables in BENCHMARKS.md.
 RECORDED_DEFAULTS: dict[str, object] = {
     "prune.schedule": "geometric",
@@ -64,6 +65,7 @@ RECORDED_DEFAULTS: dict[str, object] = {
     "defense.name": "none",
     "defense.wemem_variant": "swmr",
     "defense.rmr_threshold": 0.5,
+    "train.weight_decay": 0.0,
 }
 
 

@@ -72,14 +72,14 @@ def make_tiny_recipe(**changes: object) -> Recipe:
     victim's members + dev; with fewer, a shadow of this noisy recipe can land more than the
     gate's 10 points below the victim and the gate refuses it.
 
-    Every layer is pruned and no defense runs, unlike the defaults, so that tests of the
+    Every layer is pruned, no weight decay and no defense run, unlike the defaults, so that tests of the
     pipeline stay fast and their layer counts simple; the defenses have their own tests."""
     recipe = Recipe(
         name="tiny",
         seed=0,
         data=DataSpec(source="digits", members=200, dev=60, holdout=200, shadow_pool=700),
         model=ModelSpec(source="builtin:mlp", widths=(32,)),
-        train=TrainSpec(epochs=15, batch_size=32, lr=3e-3),
+        train=TrainSpec(epochs=15, batch_size=32, lr=3e-3, weight_decay=0.0),
         prune=PruneSpec(target_sparsity=0.8, rounds=2, epochs_per_round=1, keep_last_dense=False),
         defense=DefenseSpec(name="none"),
     )

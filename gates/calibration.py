@@ -33,12 +33,8 @@ NAN = float("nan")
 
 def clopper_pearson(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
     """Exact two-sided interval of a binomial proportion; (0, 1) when there are no trials."""
-    if trials <= 0:
-        return 0.0, 1.0
-    alpha = 1.0 - confidence
-    low = 0.0 if successes == 0 else float(beta.ppf(alpha / 2, successes, trials - successes + 1))
-    high = 1.0 if successes == trials else float(beta.ppf(1 - alpha / 2, successes + 1, trials - successes))
-    return low, high
+    tail = (1.0 - confidence) / 2
+    return lower_bound(successes, trials, tail), upper_bound(successes, trials, tail)
 
 
 def lower_bound(successes: int, trials: int, alpha: float) -> float:

@@ -139,6 +139,13 @@ def _calibration(shadow_pool: np.ndarray, labels: np.ndarray, policy: GatePolicy
     return stratified_split(shadow_pool, labels, wanted / len(shadow_pool), rng)
 
 
+def _expected_false_positives(fpr: float, calibration: int, nonmembers: int) -> str:
+    return (
+        f"{calibration} calibration samples and {nonmembers} evaluation non-members mean "
+        f"{calibration * fpr:.1f} and {nonmembers * fpr:.1f} expected false positives"
+    )
+
+
 def check_feasible(
     *, labels: np.ndarray, num_classes: int, members: np.ndarray, holdout: np.ndarray, shadow_pool: np.ndarray, policy: GatePolicy
 ) -> GateData:
@@ -164,9 +171,8 @@ def check_feasible(
     if policy.tpr_required and not policy.resolvable(policy.target_fpr, len(calibration), len(evaluation.nonmembers)):
         raise GateInputError(
             f"gate.max_tpr_at_fpr asks for the TPR at FPR {policy.target_fpr:g}, which this data cannot resolve: "
-            f"{len(calibration)} calibration samples and {len(evaluation.nonmembers)} evaluation non-members mean "
-            f"{len(calibration) * policy.target_fpr:.1f} and {len(evaluation.nonmembers) * policy.target_fpr:.1f} expected "
-            f"false positives, and a rate needs {MIN_EXPECTED_FALSE_POSITIVES} on each: raise data.shadow_pool and "
+            f"{_expected_false_positives(policy.target_fpr, len(calibration), len(evaluation.nonmembers))}, and a rate "
+            f"needs {MIN_EXPECTED_FALSE_POSITIVES} on each: raise data.shadow_pool and "
             f"data.holdout, raise gate.target_fpr, or unset gate.max_tpr_at_fpr to have it reported as not resolvable"
         )
     return GateData(evaluation, thresholds, calibration, attacker_pool)
@@ -539,10 +545,9 @@ class _GateRun:
             some = next(iter(rates.values()))
             assert some is not None
             reason = (
-                f"TPR at FPR {fpr:g} is not resolvable here: {len(self.data.calibration)} calibration samples and "
-                f"{some.n_nonmembers} evaluation non-members mean {len(self.data.calibration) * fpr:.1f} and "
-                f"{some.n_nonmembers * fpr:.1f} expected false positives (a rate needs {MIN_EXPECTED_FALSE_POSITIVES} on each); "
-                f"reported, not gated"
+                f"TPR at FPR {fpr:g} is not resolvable here: "
+                f"{_expected_false_positives(fpr, len(self.data.calibration), some.n_nonmembers)} "
+                f"(a rate needs {MIN_EXPECTED_FALSE_POSITIVES} on each); reported, not gated"
             )
             self.warnings.append(reason)
             return Criterion("tpr_at_fpr", "not resolvable", limit, None, None, reason)

@@ -61,6 +61,12 @@ class ReferenceSignals:
         """(n,) how many OUT references each sample has."""
         return np.sum(~np.isnan(self.reference_confidence), axis=1)
 
+    def out_mean(self, values: np.ndarray) -> np.ndarray:
+        """(n,) the mean of (n, R) `values` over each sample's OUT references (their NaN-free entries); NaN without one."""
+        counted = np.sum(~np.isnan(values), axis=1)
+        with np.errstate(invalid="ignore"):
+            return np.where(counted > 0, np.nansum(values, axis=1) / np.maximum(counted, 1), np.nan)
+
     def subset(self, rows: np.ndarray) -> ReferenceSignals:
         return ReferenceSignals(
             self.confidence[rows],

@@ -42,9 +42,7 @@ class LiraAttack:
     def fit(self, pseudo_targets: Sequence[PseudoTarget], population: ReferenceSignals) -> None:
         logits = population.reference_logit
         counted = np.sum(~np.isnan(logits), axis=1)
-        with np.errstate(invalid="ignore"):
-            mean = np.where(counted > 0, np.nansum(logits, axis=1) / np.maximum(counted, 1), np.nan)
-            residual = logits - mean[:, None]
+        residual = logits - population.out_mean(logits)[:, None]
         freedom = int(np.sum(np.maximum(counted - 1, 0)))
         if freedom > 0:
             sigma = float(np.sqrt(np.nansum(residual**2) / freedom))
@@ -53,8 +51,5 @@ class LiraAttack:
         self.sigma = sigma if np.isfinite(sigma) and sigma > 0 else float("nan")
 
     def score(self, samples: ReferenceSignals, population: ReferenceSignals) -> Any:
-        logits = samples.reference_logit
-        counted = np.sum(~np.isnan(logits), axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(counted > 0, np.nansum(logits, axis=1) / np.maximum(counted, 1), np.nan)
-            return (samples.logit - mean) / self.sigma
+            return (samples.logit - samples.out_mean(samples.reference_logit)) / self.sigma

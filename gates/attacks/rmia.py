@@ -120,9 +120,6 @@ class RmiaAttack:
 
 def _ratio(signals: ReferenceSignals, a: float) -> Any:
     """s(x; θ) / P(x); NaN where x has no OUT reference or a signal is not finite."""
+    prior = (1.0 + a) / 2.0 * signals.out_mean(signals.reference_confidence) + (1.0 - a) / 2.0
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = signals.reference_confidence
-        counted = np.sum(~np.isnan(out), axis=1)
-        mean_out = np.where(counted > 0, np.nansum(out, axis=1) / np.maximum(counted, 1), np.nan)
-        prior = (1.0 + a) / 2.0 * mean_out + (1.0 - a) / 2.0
         return signals.confidence / prior

@@ -27,6 +27,7 @@ from prunectl.memscores import MemScores, cached_estimate, read_csv
 from prunectl.models import build_model, data_shape, fresh_model, has_base_weights, load_state_dict_file, load_weights
 from prunectl.optimizers import OptimizerSettings
 from prunectl.progress import Progress, SilentProgress
+from prunectl.pruning.channels import check_reachable
 from prunectl.pruning.engine import PruneOutcome, prune_iteratively
 from prunectl.recipe import Recipe
 from prunectl.rundir.directory import RunDirectory
@@ -55,6 +56,24 @@ def check_victim_model(recipe: Recipe, data: Dataset) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(recipe.seed, "init"))
         build_model(recipe.model, data_shape(data), load_weights_from_spec=has_base_weights(recipe.model))
+
+
+def check_channel_recipe(recipe: Recipe, data: Dataset) -> None:
+    """With `prune.structure = "channel"`: refuse, before anything trains, a model Torch-Pruning
+    cannot rewrite or a target no rounded channel configuration reaches."""
+    if recipe.prune.structure != "channel":
+        return
+    spec = recipe.prune
+    with torch.random.fork_rng(devices=[]):
+        model = fresh_model(recipe, data, recipe.seed)
+    check_reachable(
+        model,
+        torch.zeros(1, *data.input_shape),
+        target=spec.target_sparsity,
+        scope=spec.scope,
+        round_to=spec.round_to,
+        keep_first=spec.keep_first_dense,
+    )
 
 
 def clone_model(model: nn.Module, recipe: Recipe, data: Dataset, seed: int) -> nn.Module:

@@ -30,7 +30,7 @@ from prunectl.defenses import DEFENSES, defense_settings
 from prunectl.errors import RecipeError
 from prunectl.optimizers import OPTIMIZERS
 from prunectl.pruning.schedule import SCHEDULES
-from prunectl.pruning.scopes import SCOPES
+from prunectl.pruning.scopes import CHANNEL_IMPORTANCES, SCOPES, STRUCTURES
 
 DEVICES = ("cpu", "cuda", "auto")
 DATA_SOURCE_FORMS = "digits | fashion-mnist[:DIR] | imagefolder:DIR | npz:FILE | csv:FILE"
@@ -130,15 +130,28 @@ class PruneSpec:
     between seeds (digits, 6 seeds: 90.0-94.5% against 92.5-95.2% with it dense; BENCHMARKS.md,
     "classifier-dense"), and the gate refuses shadows that land low. `target_sparsity` counts
     the pruned layers only.
+
+    With `structure = "channel"` whole output channels go (`prunectl.pruning.channels`): the
+    target then counts every conv and linear weight of the model against the dense model (the
+    classifier's input columns and the first layer's output rows shrink too, so both count),
+    within the channel grid's tolerance (2 points); the classifier's outputs are never pruned,
+    and `keep_first_dense` keeps the first layer's output channels.
     """
 
     note = "Iterative magnitude pruning: rounds x (prune to the round's sparsity, fine-tune epochs_per_round)."
 
     target_sparsity: float = setting(
         0.9,
-        help="fraction of conv/linear weights set to zero after the last round, in [0, 1)",
+        help="fraction of conv/linear weights removed after the last round (set to zero, or gone with their channel), in [0, 1)",
         rule=within(0, 1, high_open=True, example=0.9),
     )
+    structure: str = setting(
+        "unstructured",
+        help="{choices}: zero single weights (smaller file, same speed), or remove whole channels (a smaller, faster dense model)",
+        choices=STRUCTURES,
+    )
+    round_to: int = setting(8, help="channel pruning: channel counts are multiples of this (>= 1; 8 suits CPU kernels)", rule=at_least(1))
+    importance: str = setting("l1", help="channel pruning: {choices} group magnitude ranks the channels", choices=CHANNEL_IMPORTANCES)
     rounds: int = setting(5, help="prune-then-fine-tune rounds (>= 1)", rule=at_least(1))
     epochs_per_round: int = setting(3, help="fine-tuning epochs after each round's pruning (>= 1)", rule=at_least(1))
     schedule: str = setting(

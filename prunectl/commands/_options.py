@@ -78,6 +78,8 @@ Rounds = recipe_option("rounds", "prune.rounds", panel=PRUNING)
 EpochsPerRound = recipe_option("epochs_per_round", "prune.epochs_per_round", panel=PRUNING)
 Schedule = recipe_option("schedule", "prune.schedule", panel=PRUNING)
 Scope = recipe_option("scope", "prune.scope", panel=PRUNING)
+Structure = recipe_option("structure", "prune.structure", panel=PRUNING)
+RoundTo = recipe_option("round_to", "prune.round_to", panel=PRUNING)
 KeepFirstDense = recipe_option(
     "keep_first_dense", "prune.keep_first_dense", "--keep-first-dense/--prune-first", panel=PRUNING, default_words=("dense", "pruned")
 )

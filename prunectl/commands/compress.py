@@ -23,6 +23,8 @@ def compress(
     epochs_per_round: opt.EpochsPerRound = None,
     schedule: opt.Schedule = None,
     scope: opt.Scope = None,
+    structure: opt.Structure = None,
+    round_to: opt.RoundTo = None,
     keep_first_dense: opt.KeepFirstDense = None,
     keep_last_dense: opt.KeepLastDense = None,
     data: opt.Data = None,

@@ -23,6 +23,8 @@ def prune(
     epochs_per_round: opt.EpochsPerRound = None,
     schedule: opt.Schedule = None,
     scope: opt.Scope = None,
+    structure: opt.Structure = None,
+    round_to: opt.RoundTo = None,
     keep_first_dense: opt.KeepFirstDense = None,
     keep_last_dense: opt.KeepLastDense = None,
     data: opt.Data = None,
@@ -78,13 +80,19 @@ def _print_summary(result: Any) -> None:
     from rich.table import Table
 
     sparsity = result.sparsity
+    channels = (result.structure or {}).get("channels")
     table = Table(title=f"prunectl prune → {result.run_dir}", title_justify="left")
     table.add_column("layer")
+    if channels:
+        table.add_column("channels kept", justify="right")
     table.add_column("sparsity", justify="right")
-    table.add_column("zeros / weights", justify="right")
+    table.add_column("removed / weights" if channels else "zeros / weights", justify="right")
     for layer in sparsity["layers"]:
-        table.add_row(layer["name"], f"{layer['sparsity']:.1%}", f"{layer['zeros']:,} / {layer['numel']:,}")
-    table.add_row("[bold]global[/]", f"[bold]{sparsity['global_sparsity']:.2%}[/]", f"{sparsity['zeros']:,} / {sparsity['numel']:,}")
+        kept = channels.get(layer["name"].removesuffix(".weight")) if channels else None
+        extra = [f"{kept['kept']} / {kept['dense']}" if kept else ""] if channels else []
+        table.add_row(layer["name"], *extra, f"{layer['sparsity']:.1%}", f"{layer['zeros']:,} / {layer['numel']:,}")
+    extra = [""] if channels else []
+    table.add_row("[bold]global[/]", *extra, f"[bold]{sparsity['global_sparsity']:.2%}[/]", f"{sparsity['zeros']:,} / {sparsity['numel']:,}")
     err_console.print(table)
     seconds = result.seconds
     err_console.print(
@@ -95,6 +103,12 @@ def _print_summary(result: Any) -> None:
         f"target sparsity {result.recipe['prune']['target_sparsity']:.2%}, achieved {sparsity['global_sparsity']:.2%} "
         f"over {sparsity['denominator']}"
     )
+    if channels:
+        macs = result.structure["macs"]
+        err_console.print(
+            f"channel pruning: {result.structure['parameters']['pruned']:,} of {result.structure['parameters']['dense']:,} parameters kept, "
+            f"MACs {macs['ratio']:.3f}x the dense model (tolerance ±{result.structure['tolerance']:.4g})"
+        )
     from prunectl.defenses import describe_defense
 
     err_console.print(f"defense {describe_defense(result.defense)}; base model {_base_source(result.base_source)}")

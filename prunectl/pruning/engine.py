@@ -1,11 +1,16 @@
 """The iterative pruning engine: rounds × fine-tune epochs, defense hooks, checkpoints, resume.
 
-Round k prunes the model to the schedule's sparsity s_k by weight magnitude, then fine-tunes
+Round k prunes the model to the schedule's sparsity s_k (single weights by magnitude, or with
+`prune.structure = "channel"` whole channels, `prunectl.pruning.channels`), then fine-tunes
 for `epochs_per_round` epochs with the masks enforced after every optimizer step (and on the
 gradients, so optimizer state never revives a pruned weight). The round keeps the epoch with
 the best dev accuracy: model selection never looks at holdout. A checkpoint after each round
 holds everything needed to continue bit-identically: weights, masks, optimizer state, the
 epoch counter and every random state (as tensors, so `weights_only=True` loads it).
+
+Channel pruning changes the parameters' shapes, so it has no masks and starts each round with
+a fresh optimizer (momentum restarts after every pruning step); its checkpoints add the
+channel plan so far, which a resumed run replays on the dense model before loading weights.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from prunectl.data import Dataset
 from prunectl.defenses.base import Defense
 from prunectl.faults import fault_point
 from prunectl.progress import Progress, SilentProgress
+from prunectl.pruning.channels import ChannelPlan, ChannelPruner, channel_counts, conv_linear_weights, replay
 from prunectl.pruning.masks import Masks, apply_masks, compute_masks, mask_gradients, prunable_weight_names
 from prunectl.pruning.schedule import SCHEDULES
 from prunectl.recipe import PruneSpec, TrainSpec
@@ -48,6 +54,8 @@ class PruneOutcome:
     rounds: tuple[RoundRecord, ...]
     prunable: tuple[str, ...]
     resumed_from_round: int
+    plan: ChannelPlan | None = None
+    """Channel pruning only: every channel removed, replayable on the recipe's architecture."""
 
 
 CheckpointSaver = Callable[[int, dict[str, Any]], None]
@@ -75,14 +83,18 @@ def prune_iteratively(
     """Prune `model` in place to `spec.target_sparsity`; returns the masks and per-round records."""
     progress = progress or SilentProgress()
     model.to(device)
-    names = prunable_weight_names(model, keep_first_dense=spec.keep_first_dense, keep_last_dense=spec.keep_last_dense)
-    parameters = dict(model.named_parameters())
-    weights = {name: parameters[name] for name in names}
-    schedule = SCHEDULES.get(spec.schedule)
-    optimizer = make_optimizer(
-        model.parameters(),
-        OptimizerSettings(train.optimizer, spec.lr, train.momentum, train.weight_decay),
+    channel = spec.structure == "channel"
+    example = torch.zeros(1, *data.input_shape, device=device)
+    dense_weights = conv_linear_weights(model)
+    dense_channels = channel_counts(model)
+    plan = ChannelPlan(spec.round_to, dense_weights) if channel else None
+    names = (
+        prunable_weight_names(model)
+        if channel
+        else prunable_weight_names(model, keep_first_dense=spec.keep_first_dense, keep_last_dense=spec.keep_last_dense)
     )
+    schedule = SCHEDULES.get(spec.schedule)
+    settings = OptimizerSettings(train.optimizer, spec.lr, train.momentum, train.weight_decay)
     # Seed the global RNG here, not earlier, so a run resumed from its base checkpoint draws
     # the same numbers as one that trained the base model in the same process.
     torch.manual_seed(derive_seed(seed, "prune"))
@@ -92,15 +104,21 @@ def prune_iteratively(
     records: list[RoundRecord] = []
     epoch_counter = 0
     first_round = 1
+    if resume_state is not None and channel:
+        plan = ChannelPlan.from_dict(resume_state["plan"], "the checkpoint's channel plan")
+        replay(model, plan, example)
+    optimizer = make_optimizer(model.parameters(), settings)
     if resume_state is not None:
         model.load_state_dict(resume_state["model"])
         masks = {k: v.bool() for k, v in resume_state["masks"].items()}
-        optimizer.load_state_dict(resume_state["optimizer"])
+        if not channel:
+            optimizer.load_state_dict(resume_state["optimizer"])
         epoch_counter = int(resume_state["epoch_counter"])
         first_round = int(resume_state["round"]) + 1
         torch.set_rng_state(resume_state["torch_rng"])
         shuffle.set_state(resume_state["shuffle_rng"])
         records = [RoundRecord(**record) for record in resume_state["records"]]
+    parameters = dict(model.named_parameters())
 
     def after_backward() -> None:
         mask_gradients(parameters, masks)
@@ -113,8 +131,17 @@ def prune_iteratively(
         for round_k in range(first_round, spec.rounds + 1):
             started = time.perf_counter()
             target = schedule(round_k, spec.rounds, spec.target_sparsity)
-            masks = compute_masks(weights, target, spec.scope, previous=masks or None)
-            apply_masks(parameters, masks)
+            if channel:
+                assert plan is not None
+                pruner = ChannelPruner(model, example, round_to=spec.round_to, importance=spec.importance, keep_first=spec.keep_first_dense)
+                keep = pruner.plan_round(target, dense_weights, {g.root: dense_channels[g.root] for g in pruner.groups}, spec.scope)
+                plan = plan.extended(pruner.prune(keep, round_k))
+                optimizer = make_optimizer(model.parameters(), settings)
+                parameters = dict(model.named_parameters())
+            else:
+                weights = {name: parameters[name] for name in names}
+                masks = compute_masks(weights, target, spec.scope, previous=masks or None)
+                apply_masks(parameters, masks)
             best_state, best_accuracy, best_epoch, last_loss = None, -1.0, -1, float("nan")
             description = f"round {round_k}/{spec.rounds} → {target:.1%}"
             with progress.task(f"  {description} fine-tune", total=spec.epochs_per_round) as epoch_bar:
@@ -142,8 +169,11 @@ def prune_iteratively(
                     fault_point(f"round-{round_k}-epoch-{epoch_in_round + 1}")
             assert best_state is not None
             model.load_state_dict(best_state)
-            kept = sum(int(masks[n].sum()) for n in names)
-            total = sum(masks[n].numel() for n in names)
+            if channel:
+                kept, total = conv_linear_weights(model), dense_weights
+            else:
+                kept = sum(int(masks[n].sum()) for n in names)
+                total = sum(masks[n].numel() for n in names)
             records.append(
                 RoundRecord(
                     round=round_k,
@@ -167,9 +197,10 @@ def prune_iteratively(
                         "torch_rng": torch.get_rng_state(),
                         "shuffle_rng": shuffle.get_state(),
                         "records": [asdict(r) for r in records],
+                        **({"plan": plan.to_dict()} if plan is not None else {}),
                     },
                 )
                 fault_point(f"round-{round_k}")
             round_bar.advance()
     model.eval()
-    return PruneOutcome(masks, tuple(records), tuple(names), first_round - 1)
+    return PruneOutcome(masks, tuple(records), tuple(names), first_round - 1, plan)

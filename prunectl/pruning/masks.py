@@ -103,7 +103,7 @@ class SparsityReport:
     def global_sparsity(self) -> float:
         return self.zeros / self.numel if self.numel else 0.0
 
-    denominator = "weights of the pruned conv and linear layers (no biases, no normalisation, no layers kept dense)"
+    denominator: str = "weights of the pruned conv and linear layers (no biases, no normalisation, no layers kept dense)"
 
     def to_dict(self) -> dict[str, object]:
         return {

@@ -56,6 +56,12 @@ def _layerwise(scores: Mapping[str, Any], shapes: Mapping[str, Any], sparsity: f
     return {name: keep_mask(score, round(sparsity * score.numel())).view(shapes[name]) for name, score in scores.items()}
 
 
+STRUCTURES = ("unstructured", "channel")
+"""`prune.structure`: single weights set to zero (a size format), or whole channels removed (`prunectl.pruning.channels`)."""
+
+CHANNEL_IMPORTANCES = ("l1", "l2")
+"""`prune.importance` for channel pruning: the group magnitude's norm."""
+
 SCOPES: Registry[Scope] = Registry("pruning scope", RecipeError)
 SCOPES.register(Scope("global", _global, per_layer=False))
 SCOPES.register(Scope("layerwise", _layerwise, per_layer=True))

@@ -2,6 +2,7 @@
 
     runs/<name>/
       recipe.toml  splits.json  base.pt  pruned.pt  masks.pt  defense.json  prune.json
+      plan.json                                   channel pruning: the channels removed, as data
       checkpoints/round-K.pt                      per-round state for --resume
       gate/report.json junit.xml summary.md roc.png
       export/model.onnx  model.onnx.xz  export.json  bench.json  baseline/model.onnx
@@ -24,6 +25,7 @@ SPLITS = "splits.json"
 BASE_CHECKPOINT = "base.pt"
 PRUNED_CHECKPOINT = "pruned.pt"
 MASKS = "masks.pt"
+PLAN = "plan.json"
 DEFENSE = "defense.json"
 PRUNE_RESULT = "prune.json"
 MANIFEST = "manifest.json"
@@ -42,7 +44,7 @@ QUARANTINE_DIR = "quarantine"
 QUARANTINE_NOTE = "NOT-FOR-RELEASE.txt"
 EXPORTED_SUFFIXES = (".onnx", ".xz")
 
-PRUNE_FILES = (RECIPE, SPLITS, BASE_CHECKPOINT, PRUNED_CHECKPOINT, MASKS, DEFENSE, PRUNE_RESULT)
+PRUNE_FILES = (RECIPE, SPLITS, BASE_CHECKPOINT, PRUNED_CHECKPOINT, MASKS, PLAN, DEFENSE, PRUNE_RESULT)
 """What a finished prune writes; the manifest records each one's SHA-256."""
 
 RUN_MARKERS = (MANIFEST, RECIPE, SPLITS)
@@ -63,6 +65,7 @@ __all__ = [
     "MANIFEST",
     "MASKS",
     "ONNX_NAME",
+    "PLAN",
     "PRUNE_FILES",
     "PRUNE_RESULT",
     "PRUNED_CHECKPOINT",

@@ -23,14 +23,15 @@ from prunectl.files import atomic_torch_save, atomic_write_json, atomic_write_te
 from prunectl.memscores import read_csv
 from prunectl.models import check_source as check_model_source
 from prunectl.models import load_state_dict_file
-from prunectl.pipeline import check_victim_model, run_pipeline
+from prunectl.pipeline import check_channel_recipe, check_victim_model, run_pipeline
 from prunectl.progress import Progress, SilentProgress
+from prunectl.pruning.channels import ChannelPlan, channel_tolerance, measure_channel_sparsity, structure_report
 from prunectl.pruning.masks import check_sparsity, measure_sparsity
 from prunectl.recipe import ExportSpec, GateSpec, Recipe
 from prunectl.rundir.directory import RunDirectory
-from prunectl.rundir.layout import DEFENSE, MASKS, PRUNE_FILES, PRUNE_RESULT, PRUNED_CHECKPOINT, SPLITS
+from prunectl.rundir.layout import DEFENSE, MASKS, PLAN, PRUNE_FILES, PRUNE_RESULT, PRUNED_CHECKPOINT, SPLITS
 from prunectl.rundir.layout import RECIPE as RECIPE_FILE
-from prunectl.rundir.load import stored_recipe
+from prunectl.rundir.load import rebuild_pruned, stored_recipe
 from prunectl.rundir.manifest import Manifest, Stage, library_versions
 from prunectl.training import evaluate, resolve_device
 
@@ -53,6 +54,8 @@ class PruneResult:
     origins: dict[str, str] = field(default_factory=dict)
     defense: dict[str, Any] = field(default_factory=dict)
     base_source: str = "trained"
+    structure: dict[str, Any] = field(default_factory=dict)
+    """Channel pruning: channels kept per layer, parameters and MACs against the dense model."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,8 +122,19 @@ def prune(
     atomic_torch_save(run.file(PRUNED_CHECKPOINT), {k: v.cpu() for k, v in output.pruned_model.state_dict().items()})
     atomic_torch_save(run.file(MASKS), {k: v.cpu() for k, v in output.outcome.masks.items()})
     saved = load_state_dict_file(run.file(PRUNED_CHECKPOINT))
-    sparsity = measure_sparsity(saved, list(output.outcome.prunable))
-    check_sparsity(sparsity, recipe.prune.target_sparsity, recipe.prune.scope)
+    structure: dict[str, Any] = {"structure": recipe.prune.structure}
+    if output.outcome.plan is not None:
+        atomic_write_text(run.file(PLAN), output.outcome.plan.to_json())
+        plan = ChannelPlan.from_json(run.file(PLAN).read_bytes(), str(run.file(PLAN)))
+        rebuilt = rebuild_pruned(recipe, data, saved, plan, str(run.file(PRUNED_CHECKPOINT)))
+        sparsity = measure_channel_sparsity(rebuilt, output.base_model)
+        # The channel grid's figure is global: layers end where their rounded counts fall.
+        tolerance = channel_tolerance(recipe.prune.target_sparsity)
+        check_sparsity(sparsity, recipe.prune.target_sparsity, "global", tolerance=tolerance)
+        structure.update(structure_report(rebuilt, output.base_model, data.input_shape), tolerance=tolerance)
+    else:
+        sparsity = measure_sparsity(saved, list(output.outcome.prunable))
+        check_sparsity(sparsity, recipe.prune.target_sparsity, recipe.prune.scope)
 
     base_holdout = evaluate(output.base_model, data, splits.holdout, device=device)
     pruned_holdout = evaluate(output.pruned_model, data, splits.holdout, device=device)
@@ -146,6 +160,7 @@ def prune(
         origins=dict(origins or {}),
         defense=defense,
         base_source=output.base_source,
+        structure=structure,
     )
     atomic_write_json(run.file(PRUNE_RESULT), result.to_dict())
     _write_manifest(run, recipe, result, split_hashes(data, splits))
@@ -184,6 +199,7 @@ def preflight(recipe: Recipe, out: Path, cache_dir: Path) -> tuple[Dataset, Spli
     splits = make_splits(data.y, recipe.data, recipe.seed)
     make_defense(recipe.defense).preflight(PreflightContext(splits.members, read_memorization_scores=read_csv))
     check_victim_model(recipe, data)
+    check_channel_recipe(recipe, data)
     return data, splits
 
 

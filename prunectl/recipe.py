@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporters.options import DEFAULT_OPSET, OPSET_RANGE, Quantization, SparseStorage, choices
+from exporters.options import DEFAULT_OPSET, OPSET_RANGE, Optimization, Quantization, SparseStorage, choices
 from gates.attacks import attack_settings
 from gates.policy import GateSettings
 from gates.settings import BOOLEAN, Declared, Options, Rule, above, at_least, declared, invalid_message, is_integer, setting, with_options, within
@@ -212,7 +212,14 @@ class ExportSpec:
         choices=choices(SparseStorage),
     )
     quantize: str = setting(
-        Quantization.NONE.value, help="{choices} (int8: onnxruntime dynamic quantisation)", choices=choices(Quantization)
+        Quantization.NONE.value,
+        help="{choices} (int8: the release artifact is INT8, static QDQ for conv models, dynamic for MLPs; the gate audits it)",
+        choices=choices(Quantization),
+    )
+    optimize: str = setting(
+        Optimization.NONE.value,
+        help="{choices} (basic: onnxruntime's portable graph optimisation done once at export, loaded with it off: less memory)",
+        choices=choices(Optimization),
     )
     tolerance: float = setting(1e-4, help="max |logit difference| allowed between torch and onnxruntime (> 0)", rule=above(0))
     bench_threads: int = setting(1, help="prunectl bench: intra-op threads (>= 1; 1: like an edge device)", rule=at_least(1))

@@ -108,21 +108,37 @@ def print_summary(result: Any) -> None:
     table.add_column()
     table.add_row("accuracy", f"{result.base_accuracy:.2%} → {result.pruned_accuracy:.2%} (holdout, never trained on)")
     table.add_row(
-        "sparsity", f"{result.sparsity:.2%} of the pruned layers' weights (target {result.target_sparsity:.0%}); defense: {escape(result.defense)}"
+        "sparsity",
+        f"{result.sparsity:.2%} of the {_denominator(result.recipe)} (target {result.target_sparsity:.0%}); defense: {escape(result.defense)}",
     )
     table.add_row("privacy", f"[bold {colour}]gate {verdict}[/]: {escape(_gate_line(gate))}")
     if result.artifact is not None and result.latency is not None:
         artifact, latency = result.artifact, result.latency
-        table.add_row("size", f"ONNX {artifact.size_ratio:.2f}× the dense model ({artifact.onnx_bytes:,} B), .xz {artifact.xz_ratio:.2f}×")
+        file_ratio = latency.file_ratio if latency.file_ratio is not None else artifact.size_ratio
+        table.add_row("size", f"ONNX {file_ratio:.2f}× the dense model ({artifact.onnx_bytes:,} B), .xz {artifact.xz_ratio:.2f}× its dense storage")
         table.add_row(
             "latency",
             f"{latency.latency_ratio:.2f}× the dense model (p50 {latency.p50_ms:.3f} vs {latency.dense_p50_ms:.3f} ms, "
             f"onnxruntime CPU, {latency.threads} thread, batch {latency.batch})",
         )
+        if latency.peak_rss_ratio is not None:
+            table.add_row("memory", f"peak RSS {latency.peak_rss_ratio:.2f}× the dense model's (a fresh process holding the session)")
+        if result.recipe["prune"]["structure"] == "unstructured":
+            table.add_row(
+                "note",
+                "unstructured sparsity is a size format in onnxruntime (zeros are stored sparse, then run dense): "
+                "--structure channel removes whole channels and makes the model faster",
+            )
     table.add_row("artifact", escape(_artifact_line(result)))
     table.add_row("time", escape(", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in result.seconds.items())))
     table.add_row("settings", escape(settings_line(result.origins, result.recipe, result.config_file)))
     err_console.print(table)
+
+
+def _denominator(recipe: dict[str, Any]) -> str:
+    if recipe["prune"]["structure"] == "channel":
+        return "conv/linear weights removed with their channels"
+    return "pruned layers' weights"
 
 
 def _gate_line(gate: Any) -> str:

@@ -6,6 +6,7 @@
       checkpoints/round-K.pt                      per-round state for --resume
       gate/report.json junit.xml summary.md roc.png
       export/model.onnx  model.onnx.xz  export.json  bench.json  baseline/model.onnx
+      export/model.int8.onnx  model.int8.onnx.xz   export.quantize = "int8": the release artifact
       export/quarantine/...  NOT-FOR-RELEASE.txt   a failed model, with --export-on-fail
       manifest.json                               written last: the run is finished
 
@@ -38,6 +39,7 @@ GATE_DIR = "gate"
 
 EXPORT_DIR = "export"
 BASELINE_DIR = "baseline"
+INT8_XZ_NAME = INT8_NAME + ".xz"
 EXPORT_RECORD = "export.json"
 BENCH = "bench.json"
 QUARANTINE_DIR = "quarantine"
@@ -62,6 +64,7 @@ __all__ = [
     "GATE_DIR",
     "GATE_REPORTS",
     "INT8_NAME",
+    "INT8_XZ_NAME",
     "MANIFEST",
     "MASKS",
     "ONNX_NAME",

@@ -18,10 +18,21 @@ from prunectl import __version__
 from prunectl.artifacts import EXPORT_FORMATS
 from prunectl.errors import IntegrityError
 from prunectl.faults import fault_point
-from prunectl.files import atomic_write_json, check_writable, file_sha256, replace_directory
+from prunectl.files import atomic_write_bytes, atomic_write_json, check_writable, file_sha256, replace_directory
 from prunectl.progress import Progress, SilentProgress
 from prunectl.recipe import ExportSpec
-from prunectl.rundir.layout import BASELINE_DIR, EXPORT_DIR, EXPORT_RECORD, EXPORTED_SUFFIXES, ONNX_NAME, PRUNED_CHECKPOINT
+from prunectl.quantized import calibration_rows, graph_sha256
+from prunectl.rundir.layout import (
+    BASELINE_DIR,
+    EXPORT_DIR,
+    EXPORT_RECORD,
+    EXPORTED_SUFFIXES,
+    INT8_NAME,
+    INT8_XZ_NAME,
+    ONNX_NAME,
+    PLAN,
+    PRUNED_CHECKPOINT,
+)
 from prunectl.rundir.load import LoadedRun, load_run
 from prunectl.rundir.manifest import Manifest, Section
 
@@ -69,6 +80,8 @@ def export(
     privacy_gate: str | None = None,
     record_as: Section = Section.EXPORT,
     audited_sha256: str | None = None,
+    audited_plan_sha256: str | None = None,
+    audited_int8_graph_sha256: str | None = None,
 ) -> ExportResult:
     """Export a finished run's pruned model to `export/model.onnx` (+ `.xz`), checked for parity.
 
@@ -79,7 +92,13 @@ def export(
     ONNX metadata, so the file itself says whether it passed; so is the SHA-256 of the
     `pruned.pt` it was exported from (`x.pruned_sha256`), which `prunectl verify` matches
     against the checkpoint the gate audited. With `audited_sha256` (the gate's), a `pruned.pt`
-    that changed since the audit is refused (`IntegrityError`) and nothing is exported.
+    that changed since the audit is refused (`IntegrityError`) and nothing is exported; so is a
+    channel plan (`plan.json`) that differs from `audited_plan_sha256`.
+
+    With `export.quantize = "int8"` the INT8 model is calibrated on the same members the gate
+    calibrated on (`prunectl.quantized`) and written with its `.xz`; with
+    `audited_int8_graph_sha256` (the gate's) an INT8 graph other than the audited one is refused
+    (`IntegrityError`) and nothing is exported.
     """
     progress = progress or SilentProgress()
     loaded = load_run(run_dir)
@@ -89,6 +108,12 @@ def export(
             f"{loaded.path / PRUNED_CHECKPOINT} changed after the gate audited it (sha256 {source_sha256[:12]}…, audited "
             f"{audited_sha256[:12]}…); nothing was exported: gate the run again"
         )
+    plan_sha256 = loaded.checkpoints_sha256.get(PLAN)
+    if audited_plan_sha256 is not None and plan_sha256 != audited_plan_sha256:
+        raise IntegrityError(
+            f"{loaded.path / PLAN} changed after the gate audited the model it rebuilds (sha256 {str(plan_sha256)[:12]}…, "
+            f"audited {audited_plan_sha256[:12]}…); nothing was exported: gate the run again"
+        )
     settings = settings or loaded.recipe.export
     exporter = EXPORT_FORMATS.get(settings.format)
     export_dir = Path(out) if out is not None else loaded.path / EXPORT_DIR
@@ -96,6 +121,8 @@ def export(
     holdout = torch.as_tensor(loaded.splits.holdout)
     inputs, labels = loaded.data.x[holdout], loaded.data.y[holdout]
     metadata = export_metadata(loaded, privacy_gate, source_sha256)
+    int8 = settings.quantize == "int8"
+    calibration = {"calibration_inputs": loaded.data.x[torch.as_tensor(calibration_rows(loaded.splits.members))]} if int8 else {}
     common = dict(
         parity_inputs=inputs,
         parity_labels=labels,
@@ -108,7 +135,19 @@ def export(
     staging = export_dir.with_name(f".{export_dir.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
     with progress.task(f"export {settings.format.upper()} (pruned, then dense baseline)", total=2) as bar:
-        report = exporter(loaded.pruned_model, inputs[:1], staging, metadata=metadata, sparse=settings.sparse, quantize=settings.quantize, **common)
+        report = exporter(
+            loaded.pruned_model,
+            inputs[:1],
+            staging,
+            metadata=metadata,
+            sparse=settings.sparse,
+            quantize=settings.quantize,
+            optimize=settings.optimize,
+            **calibration,
+            **common,
+        )
+        if int8:
+            _check_int8(staging, audited_int8_graph_sha256)
         bar.advance()
         fault_point("export")
         exporter(loaded.base_model, inputs[:1], staging / BASELINE_DIR, metadata=metadata, sparse="dense", **common)
@@ -128,6 +167,21 @@ def export(
         },
     )
     return result
+
+
+def _check_int8(staging: Path, audited: str | None) -> None:
+    """Write the INT8 file's `.xz`; refuse an INT8 graph that is not the audited one."""
+    from exporters.compress import compress_xz
+
+    int8_path = staging / INT8_NAME
+    payload = int8_path.read_bytes()
+    if audited is not None and graph_sha256(payload) != audited:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise IntegrityError(
+            f"the INT8 model exported now (graph sha256 {graph_sha256(payload)[:12]}…) is not the one the gate audited "
+            f"({audited[:12]}…); nothing was exported: gate the run again"
+        )
+    atomic_write_bytes(staging / INT8_XZ_NAME, compress_xz(payload))
 
 
 def exported_files(export_dir: Path) -> list[Path]:

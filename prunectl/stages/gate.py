@@ -28,6 +28,7 @@ from prunectl.errors import PrunectlError
 from prunectl.files import atomic_write_bytes, check_writable, file_sha256, make_directory, replace_directory
 from prunectl.pipeline import pipeline_function
 from prunectl.progress import Progress, SilentProgress
+from prunectl.quantized import graph_sha256, int8_model, int8_sensitivity_eps, quantizes
 from prunectl.recipe import GateSpec, Recipe
 from prunectl.rundir.layout import GATE_DIR, GATE_REPORTS
 from prunectl.rundir.load import LoadedRun, load_run
@@ -47,7 +48,9 @@ class GateOutcome:
     gate_dir: str
     result: GateResult
     checkpoints_sha256: dict[str, str] = field(default_factory=dict)
-    """SHA-256 of the checkpoint bytes the gate audited, by file name (`base.pt`, `pruned.pt`)."""
+    """SHA-256 of the checkpoint bytes the gate audited, by file name (`base.pt`, `pruned.pt`, `plan.json`)."""
+    int8_graph_sha256: str | None = None
+    """With `export.quantize = "int8"`: the audited INT8 model's graph (`prunectl.quantized.graph_sha256`)."""
 
     @property
     def passed(self) -> bool:
@@ -82,7 +85,9 @@ def gate(
     # A new audit supersedes the last verdict at once: a gate that crashes, is killed or is
     # interrupted must not leave an earlier pass on record for these checkpoints.
     manifest.forget(Section.GATE)
-    result = audit(loaded, settings, progress, resolve_cache_dir(cache_dir))
+    inputs = gate_inputs(loaded, resolve_cache_dir(cache_dir))
+    result = audit(loaded, settings, progress, inputs=inputs)
+    int8_graph = graph_sha256(inputs.pruned_model.onnx_bytes) if quantizes(loaded.recipe) else None
     context = {"versions": library_versions(), "run_dir": str(loaded.path), "checkpoints_sha256": audited}
     reports = write_reports(result, gate_dir, context)
     pruned = result.pruned
@@ -99,10 +104,11 @@ def gate(
             "gated_value": result.to_dict()["gated_value"],
             "deciding_metrics": headline,
             "checkpoints_sha256": audited,
+            "int8_graph_sha256": int8_graph,
             "reports_sha256": {name: file_sha256(path) for name, path in reports.items()},
         },
     )
-    return GateOutcome(str(loaded.path), str(gate_dir), result, dict(audited))
+    return GateOutcome(str(loaded.path), str(gate_dir), result, dict(audited), int8_graph)
 
 
 def gate_policy(recipe: Recipe, settings: GateSpec | None = None) -> GatePolicy:
@@ -113,14 +119,19 @@ def gate_policy(recipe: Recipe, settings: GateSpec | None = None) -> GatePolicy:
 
 
 def gate_inputs(loaded: LoadedRun, cache_dir: Path | None = None) -> GateInputs:
-    """A loaded run as the gate sees it; shadows share `cache_dir`."""
+    """A loaded run as the gate sees it; shadows share `cache_dir`. With `export.quantize = "int8"`
+    the audited model is the INT8 model that ships, and each shadow's pruned model is quantised
+    the same way on its own members (`prunectl.quantized`)."""
     recipe = loaded.recipe
     splits = loaded.splits
     pipeline = pipeline_function(cache_dir=cache_dir)
+    quantized = quantizes(recipe)
 
     def train_shadow(members: np.ndarray, dev: np.ndarray, seed: int) -> tuple[Any, Any]:
-        return pipeline(recipe, members, dev, seed)
+        base, pruned = pipeline(recipe, members, dev, seed)
+        return base, int8_model(pruned, recipe, loaded.data, members) if quantized else pruned
 
+    victim = int8_model(loaded.pruned_model, recipe, loaded.data, splits.members) if quantized else loaded.pruned_model
     return GateInputs(
         inputs=loaded.data.x,
         labels=loaded.data.y.numpy(),
@@ -129,15 +140,31 @@ def gate_inputs(loaded: LoadedRun, cache_dir: Path | None = None) -> GateInputs:
         holdout=splits.holdout,
         shadow_pool=splits.shadow_pool,
         dev_fraction=len(splits.dev) / (len(splits.members) + len(splits.dev)),
-        pruned_model=loaded.pruned_model,
+        pruned_model=victim,
         original_model=loaded.base_model,
         train_shadow=train_shadow,
         extra_settings={
             "recipe_sha256": recipe_sha256(recipe),
             "run": recipe.run_name,
             "victim_training": f"the victim's recipe with {defense_label(recipe.defense)}",
+            "audited_model": (
+                "the INT8 onnxruntime model that ships (export.quantize = int8), shadows quantised the same way"
+                if quantized
+                else "the fp32 pruned model that ships"
+            ),
+            **({"int8_sha256": victim.sha256} if quantized else {}),
         },
     )
+
+
+def audit_policy(loaded: LoadedRun, inputs: GateInputs, settings: GateSpec | None = None) -> GatePolicy:
+    """The gate's policy for these inputs: an INT8 model is attacked on the CPU (onnxruntime) with
+    the sensitivity perturbation scaled above its input quantisation step."""
+    policy = gate_policy(loaded.recipe, settings)
+    if not quantizes(loaded.recipe):
+        return policy
+    eps = int8_sensitivity_eps(policy.sensitivity_eps, getattr(inputs.pruned_model, "input_scale", None))
+    return dataclasses.replace(policy, sensitivity_eps=eps, device="cpu")
 
 
 def check_gate_feasible(recipe: Recipe, data: Dataset, splits: Splits, settings: GateSpec | None = None) -> None:
@@ -156,10 +183,18 @@ def check_gate_feasible(recipe: Recipe, data: Dataset, splits: Splits, settings:
         raise GateDataError(str(error)) from None
 
 
-def audit(loaded: LoadedRun, settings: GateSpec | None = None, progress: Progress | None = None, cache_dir: Path | None = None) -> GateResult:
+def audit(
+    loaded: LoadedRun,
+    settings: GateSpec | None = None,
+    progress: Progress | None = None,
+    cache_dir: Path | None = None,
+    *,
+    inputs: GateInputs | None = None,
+) -> GateResult:
     """Run the gate on a loaded run; bad input becomes a `PrunectlError` (exit 2)."""
+    inputs = inputs or gate_inputs(loaded, cache_dir)
     try:
-        return run_gate(gate_inputs(loaded, cache_dir), gate_policy(loaded.recipe, settings), progress or SilentProgress())
+        return run_gate(inputs, audit_policy(loaded, inputs, settings), progress or SilentProgress())
     except GateInputError as error:
         raise GateDataError(str(error)) from None
 

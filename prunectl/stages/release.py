@@ -22,7 +22,7 @@ from prunectl.defenses import defense_label
 from prunectl.files import atomic_write_text, file_sha256
 from prunectl.progress import Progress, SilentProgress
 from prunectl.recipe import ExportSpec, Recipe
-from prunectl.rundir.layout import BENCH, EXPORT_DIR, PRUNED_CHECKPOINT, QUARANTINE_DIR, QUARANTINE_NOTE
+from prunectl.rundir.layout import BENCH, EXPORT_DIR, INT8_XZ_NAME, PLAN, PRUNED_CHECKPOINT, QUARANTINE_DIR, QUARANTINE_NOTE
 from prunectl.rundir.manifest import Manifest, Section, Stage
 from prunectl.stages.export import ExportResult, export
 from prunectl.stages.gate import GateOutcome, gate
@@ -71,6 +71,10 @@ class LatencyHeadline:
     threads: int
     batch: int
     bench_path: str
+    peak_rss_ratio: float | None = None
+    """Peak RSS of a fresh process holding the session, against the dense baseline's."""
+    file_ratio: float | None = None
+    """Bytes of the artifact against the dense baseline's ONNX file (a channel-pruned model is smaller dense)."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,8 @@ def compress(
             progress=progress,
             privacy_gate=f"passed: {headline.reason}",
             audited_sha256=outcome.checkpoints_sha256[PRUNED_CHECKPOINT],
+            audited_plan_sha256=outcome.checkpoints_sha256.get(PLAN),
+            audited_int8_graph_sha256=outcome.int8_graph_sha256,
         )
         artifact = _artifact_headline(exported, quarantined=False)
         seconds["export"] = time.perf_counter() - clock
@@ -217,19 +223,29 @@ def _gate_headline(outcome: GateOutcome) -> GateHeadline:
     )
 
 
+def release_files(exported: ExportResult) -> tuple[Path, Path]:
+    """The file that ships and its `.xz`: the INT8 model with `export.quantize = "int8"`, else the fp32 one."""
+    report = exported.report
+    if report.get("int8_path"):
+        int8 = Path(report["int8_path"])
+        return int8, int8.with_name(INT8_XZ_NAME)
+    return Path(report["onnx_path"]), Path(report["xz_path"])
+
+
 def _artifact_headline(exported: ExportResult, *, quarantined: bool) -> ArtifactHeadline:
     report = exported.report
     sizes = report["sizes"]
-    onnx_path = Path(report["onnx_path"])
+    onnx_path, xz_path = release_files(exported)
+    onnx_bytes = onnx_path.stat().st_size
     return ArtifactHeadline(
         path=str(onnx_path),
-        xz_path=report["xz_path"],
+        xz_path=str(xz_path),
         sha256=file_sha256(onnx_path),
         quarantined=quarantined,
-        onnx_bytes=sizes["onnx_bytes"],
+        onnx_bytes=onnx_bytes,
         dense_onnx_bytes=sizes["dense_onnx_bytes"],
-        size_ratio=sizes["onnx_to_dense"],
-        xz_ratio=sizes["xz_to_dense"],
+        size_ratio=onnx_bytes / sizes["dense_onnx_bytes"],
+        xz_ratio=xz_path.stat().st_size / sizes["dense_onnx_bytes"],
         parity_max_abs_diff=report["parity"]["max_abs_diff"],
     )
 
@@ -238,7 +254,7 @@ def _bench_stage(exported: ExportResult, settings: ExportSpec, *, runs: int, pro
     """The released model against the dense baseline, interleaved in one process (ratios, not absolutes)."""
     from exporters import benchmark, write_result
 
-    model = Path(exported.report["onnx_path"])
+    model, _ = release_files(exported)
     with progress.task("benchmark ONNX against the dense model", total=1) as bar:
         result = benchmark(model, against=Path(exported.baseline_onnx), threads=settings.bench_threads, batch=settings.bench_batch, runs=runs)
         bar.advance()
@@ -260,6 +276,8 @@ def _bench_stage(exported: ExportResult, settings: ExportSpec, *, runs: int, pro
         threads=result.threads,
         batch=result.batch,
         bench_path=str(bench_path),
+        peak_rss_ratio=result.ratios.peak_rss,
+        file_ratio=result.ratios.file_bytes,
     )
 
 

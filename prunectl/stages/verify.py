@@ -11,6 +11,8 @@ recomputed; every claim of the manifest is checked against the bytes on disk:
 3. `export`: every exported file has its recorded hash, and the ONNX file names the audited
    checkpoint (`x.pruned_sha256` in its metadata) and not a failed verdict (`x.privacy_gate`);
 4. `xz`: `model.onnx.xz`, the file a fleet downloads, decompresses to exactly `model.onnx`;
+   `int8` (when the gate audited an INT8 model, `export.quantize = "int8"`): `model.int8.onnx`,
+   then the release artifact, has the audited INT8 graph and its `.xz` unpacks to it;
 5. `release`: the manifest's release record (from `compress`) names this artifact and a pass;
 6. `parity` (on by default): onnxruntime on `model.onnx` computes what torch computes with the
    audited checkpoint, on holdout samples, within the recipe's export tolerance;
@@ -35,6 +37,8 @@ from prunectl.files import file_sha256
 from prunectl.rundir.layout import EXPORT_DIR, GATE_DIR, MANIFEST, RECIPE
 from prunectl.rundir.layout import ONNX_NAME as ONNX
 from prunectl.rundir.layout import PRUNED_CHECKPOINT as PRUNED
+from prunectl.rundir.layout import INT8_NAME as INT8
+from prunectl.rundir.layout import INT8_XZ_NAME as INT8_XZ
 from prunectl.rundir.layout import XZ_NAME as XZ
 from prunectl.rundir.manifest import Section, Stage
 
@@ -97,14 +101,19 @@ def verify(run_dir: str | Path, *, parity: bool = True, max_advantage: float | N
     onnx_sha = _sha256(export_dir / ONNX) if export_dir is not None else None
     checks.append(_export(export_dir, manifest, audited))
     checks.append(_xz(export_dir, onnx_sha))
+    shipped, shipped_sha = ONNX, onnx_sha
+    audited_int8 = (manifest.get(Section.GATE.value) or {}).get("int8_graph_sha256")
+    if audited_int8:
+        shipped, shipped_sha = INT8, _sha256(export_dir / INT8) if export_dir is not None else None
+        checks.append(_int8(export_dir, audited_int8, shipped_sha))
     if Section.RELEASE.value in manifest:
-        checks.append(_release(manifest, onnx_sha))
+        checks.append(_release(manifest, shipped_sha))
     if parity:
         checks.append(_parity(path, export_dir, audited))
     if max_advantage is not None:
         checks.append(_threshold(manifest, max_advantage))
-    artifact = str(export_dir / ONNX) if export_dir is not None and onnx_sha is not None else None
-    return VerifyResult(str(path), tuple(checks), artifact, onnx_sha)
+    artifact = str(export_dir / shipped) if export_dir is not None and shipped_sha is not None else None
+    return VerifyResult(str(path), tuple(checks), artifact, shipped_sha)
 
 
 def _sha256(path: Path) -> str | None:
@@ -199,6 +208,23 @@ def _xz(export_dir: Path | None, onnx_sha: str | None) -> Check:
     if hashlib.sha256(unpacked).hexdigest() != onnx_sha:
         return Check("xz", False, f"{XZ} does not decompress to {ONNX}")
     return Check("xz", True, f"{XZ} decompresses to exactly {ONNX}")
+
+
+def _int8(export_dir: Path | None, audited: str, int8_sha: str | None) -> Check:
+    """The INT8 release file is the model the gate audited (its graph, metadata aside), and its .xz unpacks to it."""
+    if export_dir is None or int8_sha is None:
+        return Check("int8", False, f"the gate audited an INT8 model but there is no {INT8}")
+    from prunectl.quantized import graph_sha256
+
+    if graph_sha256((export_dir / INT8).read_bytes()) != audited:
+        return Check("int8", False, f"{INT8} is not the INT8 model the gate audited (graph sha256 differs)")
+    try:
+        unpacked = lzma.decompress((export_dir / INT8_XZ).read_bytes())
+    except (OSError, lzma.LZMAError) as error:
+        return Check("int8", False, f"{INT8_XZ} cannot be decompressed ({error})")
+    if hashlib.sha256(unpacked).hexdigest() != int8_sha:
+        return Check("int8", False, f"{INT8_XZ} does not decompress to {INT8}")
+    return Check("int8", True, f"{INT8} is the INT8 model the gate audited (graph sha256 {audited[:12]}…); {INT8_XZ} unpacks to it")
 
 
 def _release(manifest: dict[str, Any], onnx_sha: str | None) -> Check:

@@ -1,9 +1,15 @@
 """Deployment artifacts for pruned classifiers: ONNX with sparse storage, parity, benchmark.
 
-Two entry points:
+Entry points:
 
-* :func:`export_model` — torch model → `model.onnx` (+ `model.onnx.xz`), checked with
-  `onnx.checker` and for parity with torch; returns an :class:`ExportReport`.
+* :func:`export_model` — torch model → `model.onnx` (+ `model.onnx.xz`, optionally
+  `model.int8.onnx`), checked with `onnx.checker` and for parity with torch; returns an
+  :class:`ExportReport`.
+* :func:`quantized_classifier` — torch model → the INT8 model in memory as an
+  :class:`OnnxClassifier` (a `torch.nn.Module` run by onnxruntime), the same bytes
+  `export_model` writes, for a gate that audits what ships.
+* :func:`optimize_offline` — ONNX bytes → the same model optimised offline at the basic level,
+  marked to be loaded with optimisation disabled (lower peak memory at load).
 * :func:`benchmark` — `.onnx` file(s) → onnxruntime CPU latency, throughput, memory and sizes,
   optionally against a dense baseline; returns a :class:`BenchResult`.
 
@@ -33,7 +39,13 @@ _EXPORTS = {
     "DEFAULT_OPSET": "exporters.options",
     "ExportReport": "exporters.onnx",
     "export_model": "exporters.onnx",
+    "quantized_classifier": "exporters.onnx",
+    "OnnxClassifier": "exporters.ort_module",
+    "optimize_offline": "exporters.optimize",
+    "Optimization": "exporters.options",
     "Quantization": "exporters.options",
+    "QuantizationMethod": "exporters.options",
+    "QuantizationReport": "exporters.quantize",
     "SparseStorage": "exporters.options",
 }
 
@@ -43,8 +55,11 @@ if TYPE_CHECKING:
     from exporters.bench import BenchResult, benchmark, default_result_path, write_result
     from exporters.errors import ExporterError, ExporterInputError, ParityError
     from exporters.metadata import ExportMetadata, read_metadata
-    from exporters.onnx import ExportReport, export_model
-    from exporters.options import DEFAULT_OPSET, Quantization, SparseStorage
+    from exporters.onnx import ExportReport, export_model, quantized_classifier
+    from exporters.optimize import optimize_offline
+    from exporters.options import DEFAULT_OPSET, Optimization, Quantization, QuantizationMethod, SparseStorage
+    from exporters.ort_module import OnnxClassifier
+    from exporters.quantize import QuantizationReport
 
 
 def __getattr__(name: str) -> Any:

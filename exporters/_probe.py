@@ -1,8 +1,11 @@
-"""Fresh-process memory probe: `python -m exporters._probe MODEL --threads T --shape JSON`.
+"""Fresh-process memory probe: `python -m exporters._probe MODEL --threads T --shape JSON
+[--graph-optimization LEVEL]`.
 
 Run by :mod:`exporters.bench` in a subprocess. It imports only numpy, onnxruntime and
-psutil, records its RSS, creates the session, runs it a few times and prints one JSON line
-with the RSS before the session and the process's peak RSS (high-water mark).
+psutil, records its RSS, creates the session (under the graph optimisation level the model
+declares, which the benchmark reads from the file and passes as `--graph-optimization`),
+runs it a few times and prints one JSON line with the RSS before the session and the
+process's peak RSS (high-water mark).
 The session is created from the path, as a deployment would, so the file is not also
 parsed into a Python-side protobuf that would inflate the figure.
 """
@@ -45,6 +48,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("model")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--shape", required=True, help="input shape as a JSON list, batch first")
+    parser.add_argument(
+        "--graph-optimization", default=None, help="disabled, basic, extended or all (default: all), as the model declares"
+    )
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -54,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     from exporters._ort import PROVIDER, session_options
 
     before = psutil.Process().memory_info().rss
-    session = ort.InferenceSession(args.model, sess_options=session_options(args.threads), providers=[PROVIDER])
+    session = ort.InferenceSession(args.model, sess_options=session_options(args.threads, args.graph_optimization), providers=[PROVIDER])
     (first,) = session.get_inputs()
     dtype = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}[first.type]
     feed = {first.name: np.zeros(json.loads(args.shape), dtype=dtype)}

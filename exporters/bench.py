@@ -17,6 +17,14 @@ Entry point: :func:`benchmark`. What is measured, precisely (also stored in the 
 
 Sparse storage does not change these figures: onnxruntime expands sparse initializers to
 dense tensors at load and runs dense kernels. Only the file sizes differ.
+
+Every session, here and in the memory probe, is opened under the graph optimisation level the
+model file declares (`x.session_graph_optimization`; an offline-optimised file says
+"disabled", an INT8 file "all", a file without the key gets "all"), so each model is measured
+as it ships; the level is reported per model.
+
+:func:`compare_latency` is the short interleaved comparison `export_model` reports for INT8
+against fp32: report-only, never a decision.
 """
 
 from __future__ import annotations
@@ -35,10 +43,10 @@ import numpy as np
 import onnxruntime as ort
 
 from exporters.atomic import atomic_write_json
-from exporters._ort import GRAPH_OPTIMIZATION, PROVIDER
+from exporters._ort import PROVIDER
 from exporters._probe import PROBE_RUNS
 from exporters.errors import ExporterInputError
-from exporters.runtime import InputSpec, input_spec, load_onnx, open_session, resolve_batch_shape
+from exporters.runtime import InputSpec, declared_graph_optimization, input_spec, load_onnx, loading_level, open_session, resolve_batch_shape
 
 SCHEMA_VERSION = 1
 DEFAULT_RUNS = 200
@@ -72,9 +80,11 @@ class MemoryStats:
 
 @dataclass(frozen=True)
 class ModelBench:
-    """One model's file sizes, latency and memory."""
+    """One model's file sizes, latency and memory, and the graph optimisation level its
+    sessions were opened with (the one the file declares)."""
 
     path: str
+    graph_optimization: str
     file_bytes: int
     xz_bytes: int | None
     sparse_initializers: int
@@ -114,7 +124,7 @@ class BenchResult:
     provider: str
     threads: int
     inter_op_threads: int
-    graph_optimization: str
+    graph_optimization: str  # the candidate's; each model's is in its ModelBench
     batch: int
     runs: int
     warmup: int
@@ -202,7 +212,8 @@ def benchmark(
 
     benches = []
     for path, timings in zip(paths, samples_ns):
-        memory = _probe_memory(path, threads=threads, shape=shape) if measure_memory else None
+        declared = declared_graph_optimization(load_onnx(path, load_weights=False))
+        memory = _probe_memory(path, threads=threads, shape=shape, graph_optimization=declared) if measure_memory else None
         benches.append(_model_bench(path, timings, batch, memory))
     candidate, baseline = benches[0], (benches[1] if len(benches) > 1 else None)
     return BenchResult(
@@ -211,7 +222,7 @@ def benchmark(
         provider=PROVIDER,
         threads=threads,
         inter_op_threads=1,
-        graph_optimization=GRAPH_OPTIMIZATION,
+        graph_optimization=candidate.graph_optimization,
         batch=batch,
         runs=runs,
         warmup=warmup,
@@ -232,6 +243,75 @@ def benchmark(
         ratios=_ratios(candidate, baseline) if baseline is not None else None,
         machine=machine_info(),
     )
+
+
+@dataclass(frozen=True)
+class LatencyComparison:
+    """Median latency of two models timed interleaved in one process (report-only).
+
+    `ratio` is candidate / baseline (< 1: the candidate is faster). Each model ran under the
+    graph optimisation level its file declares (`*_graph_optimization`).
+    """
+
+    batch: int
+    threads: int
+    runs: int
+    candidate_median_ms: float
+    baseline_median_ms: float
+    ratio: float
+    candidate_graph_optimization: str
+    baseline_graph_optimization: str
+
+
+def compare_latency(
+    candidate: Path | bytes,
+    baseline: Path | bytes,
+    *,
+    batch: int = 1,
+    threads: int = 1,
+    runs: int = 30,
+    warmup: int = 5,
+    seed: int = 0,
+) -> LatencyComparison:
+    """A short interleaved median of `candidate` against `baseline` (files or serialized
+    bytes with the same input), each under its declared loading options.
+
+    Meant for a report line such as "INT8 runs at 0.8x fp32 here", never for a decision: a
+    few dozen runs on a shared machine are noisy, and the figure is the exporting host's.
+    """
+    if runs < 1:
+        raise ExporterInputError(f"runs must be >= 1 (got {runs})")
+    if warmup < 0:
+        raise ExporterInputError(f"warmup must be >= 0 (got {warmup})")
+    protos = [
+        load_onnx(Path(m), load_weights=False) if isinstance(m, (str, Path)) else _parse(m) for m in (candidate, baseline)
+    ]
+    sessions = [open_session(m, threads=threads, label=name) for m, name in ((candidate, "the candidate"), (baseline, "the baseline"))]
+    specs = [input_spec(session) for session in sessions]
+    shape = resolve_batch_shape(specs[0], batch, _metadata_sample_shape(protos[0]))
+    resolve_batch_shape(specs[1], batch, shape[1:], label="the baseline")
+    feed = np.random.default_rng(seed).standard_normal(shape).astype(specs[0].numpy_dtype)
+    timings = _timed_runs(sessions, specs, feed, runs=runs, warmup=warmup)
+    cand_ms, base_ms = (float(np.median(np.asarray(t, dtype=np.float64))) / 1e6 for t in timings)
+    return LatencyComparison(
+        batch=batch,
+        threads=threads,
+        runs=runs,
+        candidate_median_ms=cand_ms,
+        baseline_median_ms=base_ms,
+        ratio=cand_ms / base_ms,
+        candidate_graph_optimization=loading_level(protos[0]),
+        baseline_graph_optimization=loading_level(protos[1]),
+    )
+
+
+def _parse(data: bytes) -> Any:
+    import onnx
+
+    try:
+        return onnx.load_from_string(bytes(data))
+    except Exception as error:  # noqa: BLE001 - protobuf raises several unrelated types
+        raise ExporterInputError(f"the model bytes are not ONNX ({type(error).__name__})") from None
 
 
 def write_result(result: BenchResult, path: Path) -> Path:
@@ -312,12 +392,13 @@ def _model_bench(path: Path, timings_ns: list[int], batch: int, memory: MemorySt
         throughput_per_s=batch * len(ms) / (float(ms.sum()) / 1e3),
     )
     xz = path.with_name(path.name + ".xz")
-    sparse_count = len(load_onnx(path, load_weights=False).graph.sparse_initializer)
+    proto = load_onnx(path, load_weights=False)
     return ModelBench(
         path=str(path),
+        graph_optimization=loading_level(proto),
         file_bytes=path.stat().st_size,
         xz_bytes=xz.stat().st_size if xz.is_file() else None,
-        sparse_initializers=sparse_count,
+        sparse_initializers=len(proto.graph.sparse_initializer),
         latency=latency,
         memory=memory,
     )
@@ -343,7 +424,7 @@ _MEMORY_METHOD = (
 )
 
 
-def _probe_memory(path: Path, *, threads: int, shape: tuple[int, ...]) -> MemoryStats:
+def _probe_memory(path: Path, *, threads: int, shape: tuple[int, ...], graph_optimization: str | None = None) -> MemoryStats:
     package_root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ)
     env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -351,6 +432,8 @@ def _probe_memory(path: Path, *, threads: int, shape: tuple[int, ...]) -> Memory
         sys.executable, "-m", "exporters._probe", str(path),
         "--threads", str(threads), "--shape", json.dumps(list(shape)),
     ]  # fmt: skip
+    if graph_optimization is not None:
+        command += ["--graph-optimization", graph_optimization]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=_PROBE_TIMEOUT_S, check=False)
     if done.returncode != 0:
         tail = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"

@@ -20,9 +20,21 @@ Files written into `out_dir`:
 * `model.onnx` — the model, sparse initializers where they pay (a *size* format:
   onnxruntime densifies them at load, so latency and loaded memory equal the dense model's).
 * `model.onnx.xz` — xz of `model.onnx`, byte-exact round trip, deterministic.
-* `model.int8.onnx` — with `quantize="int8"` only.
+* `model.int8.onnx` — with `quantize="int8"` only: static QDQ for models with convolutions
+  (calibrated on `calibration_inputs`), dynamic for the others; see :mod:`exporters.quantize`.
+  It declares the loading options that keep it fast (`x.session_graph_optimization = "all"`).
 * `model.dense.onnx` — with `keep_dense=True` only: the same model with dense storage, a
   baseline for `prunectl bench --against`.
+
+With `optimize="basic"` the fp32 `model.onnx` (and `model.dense.onnx`) is optimised offline at
+onnxruntime's basic level and declares `x.session_graph_optimization = "disabled"`, which
+roughly halves the peak memory of loading it (see :mod:`exporters.optimize`); the INT8 file
+is left unoptimised, because the basic level does not fuse QDQ into integer kernels.
+
+:func:`quantized_classifier` is the in-memory path for a caller that needs only the INT8
+model (a gate auditing what ships): the same fp32 graph as :func:`export_model`, the same
+quantiser, so its bytes equal the `model.int8.onnx` that `export_model` writes for the same
+model, metadata, calibration and storage.
 """
 
 from __future__ import annotations
@@ -39,14 +51,27 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from exporters._ort import SESSION_OPTIMIZATION_KEY, graph_level_name
 from exporters.atomic import atomic_write_bytes
+from exporters.bench import compare_latency
 from exporters.compress import compress_xz
 from exporters.errors import ExporterInputError, ParityError
 from exporters.metadata import ExportMetadata, write_metadata
+from exporters.optimize import OFFLINE_LOADING, optimize_offline
+from exporters.options import (
+    DEFAULT_OPSET,
+    INT8_NAME,
+    ONNX_NAME,
+    OPSET_RANGE,
+    XZ_NAME,
+    Optimization,
+    Quantization,
+    SparseStorage,
+)
+from exporters.ort_module import OnnxClassifier
 from exporters.parity import ParityReport, accuracy, compare_logits, run_session
-from exporters.options import DEFAULT_OPSET, INT8_NAME, ONNX_NAME, OPSET_RANGE, XZ_NAME, Quantization, SparseStorage
-from exporters.quantize import QuantizationReport, quantize_int8
-from exporters.runtime import open_session
+from exporters.quantize import INT8_LOADING, QuantizationReport, quantize_int8
+from exporters.runtime import loading_level, open_session
 from exporters.sparse import TensorStorage, apply_sparse_storage, parameter_reference_bytes
 
 MIN_OPSET = OPSET_RANGE[0]
@@ -55,6 +80,9 @@ OUTPUT_NAME = "logits"
 BATCH_AXIS = "batch"
 
 DENSE_NAME = "model.dense.onnx"
+
+LATENCY_RUNS = 30  # per model, interleaved, batch 1, 1 thread: a report line, not a benchmark
+_SESSION_EXTRA = SESSION_OPTIMIZATION_KEY.removeprefix("x.")  # the same key as ExportMetadata.extra spells it
 
 
 @dataclass(frozen=True)
@@ -91,6 +119,38 @@ class AccuracyReport:
 
 
 @dataclass(frozen=True)
+class OptimizationReport:
+    """The offline optimisation applied and the options each file is meant to be loaded with.
+
+    `fp32_graph_optimization`/`int8_graph_optimization`: onnxruntime GraphOptimizationLevel
+    names the files declare (what `open_session`, the benchmark and parity use);
+    `int8_optimized` is False whenever an INT8 file exists (see `note`), None without one.
+    """
+
+    level: str
+    fp32_graph_optimization: str
+    int8_optimized: bool | None
+    int8_graph_optimization: str | None
+    note: str
+
+
+@dataclass(frozen=True)
+class Int8Latency:
+    """INT8 against fp32: medians of a short interleaved run, each file under the session
+    options it ships with. Report-only: it never decides anything."""
+
+    batch: int
+    threads: int
+    runs: int
+    fp32_median_ms: float
+    int8_median_ms: float
+    int8_to_fp32: float
+    int8_slower_than_fp32: bool
+    fp32_graph_optimization: str
+    int8_graph_optimization: str
+
+
+@dataclass(frozen=True)
 class ExportReport:
     """Everything :func:`export_model` did: files, sizes, per-tensor storage, parity.
 
@@ -113,10 +173,14 @@ class ExportReport:
     parity: ParityReport
     accuracy: AccuracyReport | None
     quantization: QuantizationReport | None
+    int8_latency: Int8Latency | None
+    optimization: OptimizationReport
     versions: dict[str, str]
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        if self.quantization is not None:
+            out["quantization"] = self.quantization.to_dict()
         for key in ("onnx_path", "xz_path", "int8_path", "dense_path"):
             out[key] = None if out[key] is None else str(out[key])
         out["metadata"] = self.metadata.to_dict()
@@ -139,6 +203,8 @@ def export_model(
     opset: int = DEFAULT_OPSET,
     sparse: SparseStorage | str = SparseStorage.AUTO,
     quantize: Quantization | str = Quantization.NONE,
+    calibration_inputs: Any = None,
+    optimize: Optimization | str = Optimization.NONE,
     keep_dense: bool = False,
     seed: int = 0,
 ) -> ExportReport:
@@ -162,7 +228,14 @@ def export_model(
             where the torch logits' top two are within 2·tolerance).
         opset: default-domain ONNX opset.
         sparse: "auto" (sparse initializers where smaller, decided per tensor) or "dense".
-        quantize: "none" or "int8" (onnxruntime dynamic quantisation, report-only parity).
+        quantize: "none" or "int8": `model.int8.onnx` beside the fp32 file, static QDQ for
+            models with convolutions, dynamic for the others (report-only parity, accuracy
+            and latency against fp32).
+        calibration_inputs: [N, *sample_shape] float samples that set a static INT8 model's
+            activation ranges: training members or dev samples, never the holdout (the gate
+            measures on it). Required with quantize="int8" for models with convolutions.
+        optimize: "none" or "basic": optimise the fp32 file offline and mark it to be
+            loaded with graph optimisation disabled (lower peak memory at load).
         keep_dense: also write `model.dense.onnx` (dense storage) as a bench baseline.
         seed: seed of the random parity inputs.
 
@@ -175,11 +248,10 @@ def export_model(
     sample_shape = _check_inputs(example_input, parity_inputs, parity_labels, metadata, tolerance, opset, random_inputs, out_dir)
     sparse = _enum(SparseStorage, sparse, "sparse")
     quantize = _enum(Quantization, quantize, "quantize")
+    optimize = _enum(Optimization, optimize, "optimize")
+    _check_calibration(calibration_inputs, sample_shape)
 
-    frozen = copy.deepcopy(model).to("cpu").eval()
-    example = example_input.detach().to("cpu", torch.float32)
-    dense = _torch_to_onnx(frozen, example, opset)
-    metadata = replace(metadata, input_shape=sample_shape, opset=opset)
+    frozen, dense, metadata = _fp32_graph(model, example_input, metadata, sample_shape, opset)
 
     inputs = _parity_batch(parity_inputs, sample_shape, random_inputs, seed)
     reference = _torch_logits(frozen, inputs)
@@ -189,15 +261,18 @@ def export_model(
         raise ExporterInputError(
             f"metadata names {len(metadata.class_names)} classes but the model returns {reference.shape[1]} logits"
         )
-    write_metadata(dense, metadata)
-    onnx.checker.check_model(dense, full_check=True)
 
-    stored, tensors = apply_sparse_storage(dense, sparse)
+    shipped = dense
+    if optimize is Optimization.BASIC:
+        shipped = onnx.load_from_string(optimize_offline(dense.SerializeToString(), level=optimize))
+        metadata = replace(metadata, extra={**metadata.extra, _SESSION_EXTRA: OFFLINE_LOADING})
+    stored, tensors = apply_sparse_storage(shipped, sparse)
     # onnx's shape inference does not type sparse initializers (it reports them as
-    # sparse_tensor inputs of dense ops), so the full check ran on the dense twin above and
-    # the sparse file gets the structural check; onnxruntime then loads and runs it below.
+    # sparse_tensor inputs of dense ops), so the full check ran on the dense twin (in
+    # _fp32_graph, and optimize_offline's check) and the sparse file gets the structural
+    # check; onnxruntime then loads and runs it below.
     onnx.checker.check_model(stored)
-    dense_bytes = dense.SerializeToString()
+    dense_bytes = shipped.SerializeToString()
     model_bytes = stored.SerializeToString()
 
     candidate = run_session(open_session(model_bytes, label="the exported model"), inputs)
@@ -213,8 +288,12 @@ def export_model(
 
     int8_bytes = None
     quant_report = None
+    int8_latency = None
     if quantize is Quantization.INT8:
-        int8_bytes, quant_report = quantize_int8(dense, inputs=inputs, labels=labels, sparse=sparse)
+        # From the unoptimised fp32 graph, as quantized_classifier does: the same bytes.
+        int8_bytes, quant_report = quantize_int8(dense, inputs=inputs, labels=labels, sparse=sparse, calibration=calibration_inputs)
+        int8_latency = _int8_latency(int8_bytes, model_bytes)
+    optimization = _optimization_report(optimize, stored, int8_bytes is not None)
 
     xz_bytes = compress_xz(model_bytes)
     sizes = _sizes(tensors, len(dense_bytes), len(model_bytes), len(xz_bytes))
@@ -244,7 +323,106 @@ def export_model(
         parity=parity,
         accuracy=acc,
         quantization=quant_report,
+        int8_latency=int8_latency,
+        optimization=optimization,
         versions={"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
+    )
+
+
+def quantized_classifier(
+    model: torch.nn.Module,
+    example_input: torch.Tensor,
+    calibration: Any,
+    *,
+    opset: int = DEFAULT_OPSET,
+    metadata: ExportMetadata | None = None,
+    sparse: SparseStorage | str = SparseStorage.AUTO,
+    parity_inputs: torch.Tensor | None = None,
+    parity_labels: torch.Tensor | None = None,
+    threads: int = 1,
+) -> tuple[OnnxClassifier, QuantizationReport]:
+    """The INT8 model in memory, as an :class:`OnnxClassifier`, and its quantisation report.
+
+    No files. The fp32 graph is exported exactly as :func:`export_model` exports it (same
+    opset, dynamic batch axis, metadata, checks) and quantised by the same quantiser, so
+    `classifier.onnx_bytes` equals the `model.int8.onnx` that `export_model` writes for the
+    same model, `metadata`, `calibration` (its `calibration_inputs`) and `sparse`.
+
+    Args:
+        model: the classifier; deep-copied, put in eval mode and moved to the CPU.
+        example_input: one batch [B, *sample_shape] fixing the input's rank and sample shape.
+        calibration: [N, *sample_shape] float samples (training members or dev samples,
+            never the holdout); required for models with convolutions, unused otherwise.
+        opset, metadata, sparse: as for `export_model` (metadata defaults to empty).
+        parity_inputs, parity_labels: inputs for the report-only fp32-vs-INT8 parity and
+            accuracy; default: the calibration samples (or the example input), unlabelled.
+        threads: intra-op threads of the classifier's session.
+
+    Raises:
+        ExporterInputError: as `export_model`, and a conv model without calibration samples.
+    """
+    metadata = ExportMetadata() if metadata is None else metadata
+    sample_shape = _check_inputs(
+        example_input, example_input if parity_inputs is None else parity_inputs, parity_labels, metadata, 1e-4, opset, 0, None
+    )
+    _check_calibration(calibration, sample_shape)
+    _, dense, _ = _fp32_graph(model, example_input, metadata, sample_shape, opset)
+    if parity_inputs is not None:
+        probe = parity_inputs
+    elif calibration is not None:
+        probe = torch.as_tensor(_as_array(calibration))
+    else:
+        probe = example_input
+    inputs = _parity_batch(probe, sample_shape, 0, 0)
+    labels = None if parity_labels is None else parity_labels.detach().cpu().numpy().astype(np.int64).reshape(-1)
+    data, report = quantize_int8(dense, inputs=inputs, labels=labels, sparse=sparse, calibration=calibration)
+    return OnnxClassifier(data, threads=threads), report
+
+
+def _fp32_graph(
+    model: torch.nn.Module, example_input: torch.Tensor, metadata: ExportMetadata, sample_shape: tuple[int, ...], opset: int
+) -> tuple[torch.nn.Module, onnx.ModelProto, ExportMetadata]:
+    """The frozen copy of the model, its dense fp32 ONNX graph with metadata (fully
+    checked), and the metadata as stored: one path for export_model and quantized_classifier."""
+    frozen = copy.deepcopy(model).to("cpu").eval()
+    example = example_input.detach().to("cpu", torch.float32)
+    dense = _torch_to_onnx(frozen, example, opset)
+    metadata = replace(metadata, input_shape=sample_shape, opset=opset)
+    write_metadata(dense, metadata)
+    onnx.checker.check_model(dense, full_check=True)
+    return frozen, dense, metadata
+
+
+def _int8_latency(int8_bytes: bytes, fp32_bytes: bytes) -> Int8Latency:
+    comparison = compare_latency(int8_bytes, fp32_bytes, batch=1, threads=1, runs=LATENCY_RUNS)
+    return Int8Latency(
+        batch=comparison.batch,
+        threads=comparison.threads,
+        runs=comparison.runs,
+        fp32_median_ms=comparison.baseline_median_ms,
+        int8_median_ms=comparison.candidate_median_ms,
+        int8_to_fp32=comparison.ratio,
+        int8_slower_than_fp32=comparison.ratio > 1.0,
+        fp32_graph_optimization=comparison.baseline_graph_optimization,
+        int8_graph_optimization=comparison.candidate_graph_optimization,
+    )
+
+
+def _optimization_report(optimize: Optimization, stored: onnx.ModelProto, has_int8: bool) -> OptimizationReport:
+    note = ""
+    if optimize is Optimization.BASIC:
+        note = "fp32 optimised offline at the basic level, loaded with graph optimisation disabled"
+        if has_int8:
+            note += (
+                "; INT8 left unoptimised: the basic level does not fuse QDQ into integer kernels, so it is loaded "
+                f"with optimisation '{INT8_LOADING}'"
+            )
+    return OptimizationReport(
+        level=optimize.value,
+        fp32_graph_optimization=loading_level(stored),
+        int8_optimized=False if has_int8 else None,
+        int8_graph_optimization=graph_level_name(INT8_LOADING) if has_int8 else None,
+        note=note,
     )
 
 
@@ -264,7 +442,7 @@ def _check_inputs(
     tolerance: float,
     opset: int,
     random_inputs: int,
-    out_dir: Path,
+    out_dir: Path | None,
 ) -> tuple[int, ...]:
     """Validate everything before any work; return the per-sample input shape."""
     if not isinstance(example_input, torch.Tensor) or example_input.ndim < 2 or example_input.shape[0] < 1:
@@ -288,9 +466,38 @@ def _check_inputs(
     newest = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= newest:
         raise ExporterInputError(f"opset must be in [{MIN_OPSET}, {newest}] (got {opset})")
-    if out_dir.exists() and not out_dir.is_dir():
+    if _SESSION_EXTRA in metadata.extra:
+        raise ExporterInputError(
+            f"metadata extra key {_SESSION_EXTRA!r} is reserved for the exporter (the loading options it records); remove it"
+        )
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise ExporterInputError(f"{out_dir} exists and is not a directory; pass a directory for the export")
     return sample_shape
+
+
+def _as_array(samples: Any) -> np.ndarray:
+    if isinstance(samples, torch.Tensor):
+        return samples.detach().to("cpu", torch.float32).numpy()
+    return np.asarray(samples, dtype=np.float32)
+
+
+def _check_calibration(calibration: Any, sample_shape: tuple[int, ...]) -> None:
+    """Calibration samples, when given, are [N >= 1, *sample_shape] finite floats."""
+    if calibration is None:
+        return
+    try:
+        array = _as_array(calibration)
+    except (TypeError, ValueError):
+        raise ExporterInputError(f"calibration inputs must be a float tensor or array, not {type(calibration).__name__}") from None
+    if array.ndim < 1 or len(array) == 0:
+        raise ExporterInputError("the calibration inputs are empty; pass training members or dev samples (never the holdout)")
+    if tuple(array.shape[1:]) != sample_shape:
+        raise ExporterInputError(
+            f"input shape mismatch: calibration inputs are ({', '.join(map(str, array.shape))}), "
+            f"expected (N, {', '.join(map(str, sample_shape))})"
+        )
+    if not np.isfinite(array).all():
+        raise ExporterInputError("the calibration inputs contain NaN or infinite values; pass finite model inputs")
 
 
 def _torch_to_onnx(model: torch.nn.Module, example: torch.Tensor, opset: int) -> onnx.ModelProto:

@@ -3,6 +3,11 @@
 Every place that takes a path from the user goes through :func:`load_onnx` /
 :func:`open_session`, so a missing file, a file that is not ONNX or a model onnxruntime
 cannot load all become one-line :class:`ExporterInputError` messages (exit code 2).
+
+:func:`open_session` loads a model under the graph optimisation level the file declares in
+its metadata (`x.session_graph_optimization`, see :mod:`exporters._ort`): an offline-optimised
+file is loaded with optimisation disabled, every other file with onnxruntime's full
+optimisation, so parity checks, the benchmark and any caller run the file as it ships.
 """
 
 from __future__ import annotations
@@ -14,10 +19,20 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from exporters._ort import PROVIDER, session_options
+from exporters._ort import PROVIDER, SESSION_OPTIMIZATION_KEY, graph_level_name, session_options
 from exporters.errors import ExporterInputError
 
-__all__ = ["PROVIDER", "InputSpec", "input_spec", "load_onnx", "open_session", "resolve_batch_shape", "session_options"]
+__all__ = [
+    "PROVIDER",
+    "InputSpec",
+    "declared_graph_optimization",
+    "input_spec",
+    "load_onnx",
+    "loading_level",
+    "open_session",
+    "resolve_batch_shape",
+    "session_options",
+]
 
 # onnxruntime's element type strings → numpy dtypes we can synthesise inputs for.
 _ORT_TYPES: dict[str, type[np.generic]] = {
@@ -51,22 +66,46 @@ def load_onnx(path: Path, *, load_weights: bool = True) -> onnx.ModelProto:
     return model
 
 
+def declared_graph_optimization(model: onnx.ModelProto) -> str | None:
+    """The graph optimisation level `model` declares it is meant to be loaded with
+    ("disabled", "basic", "extended", "all"), or None when it declares none (the default)."""
+    for entry in model.metadata_props:
+        if entry.key == SESSION_OPTIMIZATION_KEY:
+            graph_level_name(entry.value)  # an unknown value is refused here, not at load
+            return entry.value
+    return None
+
+
+def loading_level(model: onnx.ModelProto) -> str:
+    """The onnxruntime GraphOptimizationLevel name a session for `model` is opened with."""
+    return graph_level_name(declared_graph_optimization(model))
+
+
 def open_session(model: Path | str | bytes, *, threads: int = 1, label: str | None = None) -> ort.InferenceSession:
-    """An onnxruntime CPU session for a file or serialized bytes.
+    """An onnxruntime CPU session for a file or serialized bytes, under the graph
+    optimisation level the model declares (:func:`declared_graph_optimization`; default:
+    all optimisations).
 
     Sparse initializers are expanded to dense tensors here, at load: sparse storage saves
     bytes on disk and on the wire, never time or memory at inference.
     """
     if isinstance(model, (str, Path)):
         model = Path(model)
-        load_onnx(model, load_weights=False)  # clear errors before onnxruntime's long ones
+        proto = load_onnx(model, load_weights=False)  # clear errors before onnxruntime's long ones
         source: str | bytes = str(model)
         label = label or str(model)
     else:
         source = model
         label = label or "the model"
+        try:
+            proto = onnx.load_from_string(model)
+        except Exception:  # noqa: BLE001 - not ONNX: onnxruntime's error below names it
+            proto = None
+    declared = declared_graph_optimization(proto) if proto is not None else None
+    del proto
     try:
-        return ort.InferenceSession(source, sess_options=session_options(threads), providers=[PROVIDER])
+        options = session_options(threads, declared)
+        return ort.InferenceSession(source, sess_options=options, providers=[PROVIDER])
     except ExporterInputError:
         raise
     except Exception as error:  # noqa: BLE001 - onnxruntime raises its own exception types

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from exporters import BenchResult, ExporterInputError, ExportMetadata, benchmark, export_model, write_result
+from exporters import BenchResult, ExporterInputError, ExportMetadata, benchmark, export_model, optimize_offline, write_result
 from exporters.bench import BenchRatios, LatencyStats, Machine, MemoryStats, ModelBench, default_result_path
 
 
@@ -136,3 +136,28 @@ def test_bad_inputs(exported: Path, tmp_path: Path) -> None:
     for kwargs, match in [({"runs": 0}, "runs must be"), ({"warmup": -1}, "warmup must be"), ({"threads": 0}, "threads must be")]:
         with pytest.raises(ExporterInputError, match=match):
             benchmark(model, measure_memory=False, **kwargs)
+
+
+def test_each_model_runs_under_the_loading_options_it_declares(exported: Path, tmp_path: Path) -> None:
+    """An offline-optimised file declares optimisation disabled; the benchmark and its fresh-process
+    memory probe load it that way, and the default file with full optimisation."""
+    optimized = tmp_path / "export"
+    export_model(
+        _tiny_cnn(), torch.randn(1, 1, 28, 28), optimized, metadata=ExportMetadata(), parity_inputs=torch.randn(4, 1, 28, 28),
+        optimize="basic",
+    )  # fmt: skip
+    result = benchmark(optimized / "model.onnx", against=exported / "model.onnx", runs=2, warmup=0)
+    assert result.candidate.graph_optimization == result.graph_optimization == "ORT_DISABLE_ALL"
+    assert result.baseline.graph_optimization == "ORT_ENABLE_ALL"
+    assert result.candidate.memory.peak_rss_bytes > 0
+
+
+def test_compare_latency_reports_both_loading_levels(exported: Path) -> None:
+    from exporters.bench import compare_latency
+
+    optimized = optimize_offline((exported / "model.dense.onnx").read_bytes())
+    comparison = compare_latency(optimized, exported / "model.onnx", runs=3, warmup=1)
+    assert (comparison.runs, comparison.batch, comparison.threads) == (3, 1, 1)
+    assert comparison.candidate_graph_optimization == "ORT_DISABLE_ALL"
+    assert comparison.baseline_graph_optimization == "ORT_ENABLE_ALL"
+    assert comparison.ratio == pytest.approx(comparison.candidate_median_ms / comparison.baseline_median_ms)

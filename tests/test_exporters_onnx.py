@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import lzma
 from pathlib import Path
 
@@ -203,6 +204,7 @@ def test_information_reference_size() -> None:
 
 
 def test_int8_quantisation_reports_accuracy_before_and_after(tmp_path: Path) -> None:
+    """An MLP (no convolutions) is quantised dynamically, without calibration samples."""
     torch.manual_seed(4)
     x = torch.randn(32, 1, 8, 8)
     labels = torch.randint(0, 10, (32,))
@@ -217,9 +219,17 @@ def test_int8_quantisation_reports_accuracy_before_and_after(tmp_path: Path) -> 
     assert 0.0 <= q.accuracy_int8 <= 1.0
     assert q.parity.passed is None and q.parity.finite
     assert q.onnx_bytes == report.int8_path.stat().st_size < report.sizes.dense_onnx_bytes
-    assert read_metadata(report.int8_path) == report.metadata
+    assert q.method == "dynamic" and q.input_scale is None and q.quantized_nodes == q.weighted_nodes == 3
+    # the INT8 file carries the fp32 metadata, plus the loading options that keep it fast
+    int8_metadata = read_metadata(report.int8_path)
+    assert int8_metadata.extra == {"session_graph_optimization": "all"}
+    assert dataclasses.replace(int8_metadata, extra={}) == report.metadata
     int8_logits = _ort_logits(report.int8_path, x.numpy())
     assert int8_logits.shape == (32, 10)
+    latency = report.int8_latency
+    assert latency is not None and latency.runs == 30 and latency.batch == 1 and latency.threads == 1
+    assert latency.int8_slower_than_fp32 == (latency.int8_to_fp32 > 1.0)  # reported, never asserted on
+    assert report.optimization.level == "none" and report.optimization.int8_graph_optimization == "ORT_ENABLE_ALL"
 
 
 class _ChangesAfterFirstCall(nn.Module):
@@ -254,9 +264,15 @@ def test_parity_failure_is_an_error_and_writes_nothing(tmp_path: Path) -> None:
         ({"opset": 3}, "opset must be in"),
         ({"sparse": "bitmask"}, "sparse must be one of auto, dense"),
         ({"quantize": "int4"}, "quantize must be one of none, int8"),
+        ({"optimize": "all"}, "optimize must be one of none, basic"),
+        ({"calibration_inputs": torch.randn(4, 1, 9, 9)}, "calibration inputs are"),
+        ({"metadata": ExportMetadata(extra={"session_graph_optimization": "disabled"})}, "is reserved"),
         ({"tolerance": 0.0}, "tolerance must be a positive number"),
     ],
-    ids=["parity-shape", "metadata-shape", "class-names", "labels", "opset", "sparse", "quantize", "tolerance"],
+    ids=[
+        "parity-shape", "metadata-shape", "class-names", "labels", "opset", "sparse", "quantize", "optimize",
+        "calibration-shape", "reserved-metadata", "tolerance",
+    ],  # fmt: skip
 )
 def test_bad_inputs_raise_exporter_input_error(kwargs: dict, match: str, tmp_path: Path) -> None:
     arguments = {"metadata": ExportMetadata(), "parity_inputs": torch.randn(4, 1, 8, 8)}

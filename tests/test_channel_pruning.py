@@ -213,3 +213,13 @@ def test_the_gate_audits_a_channel_pruned_run_with_shadows_pruned_the_same_way(c
     report = json.loads((run / "gate" / "report.json").read_text())
     assert report["pruned"]["holdout_accuracy"] > 0.5
 
+
+
+@pytest.mark.parametrize("defense", ["kl", "wemem"])
+def test_every_defense_runs_unchanged_under_channel_pruning(defense, tmp_path):
+    """Defenses hook into fine-tuning (losses, batches, optimizer overrides), not into the weights' shapes."""
+    recipe = make_tiny_recipe(**CHANNEL_RECIPE, defense__name=defense)
+    result = api.prune(recipe, out=tmp_path / "run", cache_dir=tmp_path / "cache")
+    assert result.defense["name"] == defense
+    assert abs(result.sparsity["global_sparsity"] - 0.8) <= result.structure["tolerance"]
+    assert result.pruned_accuracy > 0.5

@@ -25,6 +25,7 @@ SOURCES = "Data and model"
 DEFENSE = "Privacy defense"
 GATE = "Privacy gate"
 RUN = "Run"
+ARTIFACT = "Release artifact"
 
 RECIPE_FLAGS: dict[str, str] = {}
 """Command parameter name → the recipe field its flag sets; filled by :func:`recipe_option`."""
@@ -86,6 +87,8 @@ KeepFirstDense = recipe_option(
 KeepLastDense = recipe_option(
     "keep_last_dense", "prune.keep_last_dense", "--keep-last-dense/--prune-last", panel=PRUNING, default_words=("dense", "pruned")
 )
+Quantize = recipe_option("quantize", "export.quantize", panel=ARTIFACT)
+Optimize = recipe_option("optimize", "export.optimize", panel=ARTIFACT)
 Data = recipe_option("data", "data.source", panel=SOURCES)
 Model = recipe_option("model", "model.source", panel=SOURCES)
 ModelFactory = recipe_option("model_factory", "model.factory", panel=SOURCES)

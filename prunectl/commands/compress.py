@@ -41,6 +41,8 @@ def compress(
     shadows: opt.Shadows = None,
     attacks: opt.Attacks = None,
     eval_size: opt.EvalSize = None,
+    quantize: opt.Quantize = None,
+    optimize: opt.Optimize = None,
     export_on_fail: Annotated[
         bool,
         typer.Option(
@@ -121,6 +123,13 @@ def print_summary(result: Any) -> None:
             f"{latency.latency_ratio:.2f}× the dense model (p50 {latency.p50_ms:.3f} vs {latency.dense_p50_ms:.3f} ms, "
             f"onnxruntime CPU, {latency.threads} thread, batch {latency.batch})",
         )
+        if artifact.int8_to_fp32 is not None:
+            slower = artifact.int8_to_fp32 > 1
+            table.add_row(
+                "int8",
+                f"{'[bold yellow]' if slower else ''}latency {artifact.int8_to_fp32:.2f}× the fp32 model on this host"
+                + (" (SLOWER: keep export.quantize = none for speed here)[/]" if slower else ""),
+            )
         if latency.peak_rss_ratio is not None:
             table.add_row("memory", f"peak RSS {latency.peak_rss_ratio:.2f}× the dense model's (a fresh process holding the session)")
         if result.recipe["prune"]["structure"] == "unstructured":

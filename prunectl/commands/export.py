@@ -20,7 +20,8 @@ def export(
     out: Annotated[Optional[Path], typer.Option(help="Where to write the files (default: RUN_DIR/export).")] = None,
     opset: opt.recipe_option("opset", "export.opset", panel=ARTIFACT) = None,
     sparse: opt.recipe_option("sparse", "export.sparse", panel=ARTIFACT) = None,
-    quantize: opt.recipe_option("quantize", "export.quantize", panel=ARTIFACT, help="also write an INT8 model: {note}") = None,
+    quantize: opt.recipe_option("quantize", "export.quantize", panel=ARTIFACT) = None,
+    optimize: opt.recipe_option("optimize", "export.optimize", panel=ARTIFACT) = None,
     tolerance: opt.recipe_option("tolerance", "export.tolerance", panel=ARTIFACT) = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the export report as JSON on stdout.")] = False,
 ) -> None:
@@ -55,11 +56,29 @@ def _print_summary(result: Any) -> None:
     if report.get("accuracy"):
         acc = report["accuracy"]
         err_console.print(f"holdout accuracy: torch {acc['torch']:.2%}, onnxruntime {acc['onnx']:.2%}")
-    quant = report.get("quantization")
-    if quant:
-        err_console.print(
-            f"int8: {report['int8_path']} {quant['onnx_bytes']:,} B; holdout accuracy fp32 {quant['accuracy_fp32']:.2%} "
-            f"→ int8 {quant['accuracy_int8']:.2%}; max |Δlogit| vs torch {quant['parity']['max_abs_diff']:.3f}",
-            soft_wrap=True,
-        )
+    for line in int8_lines(report):
+        err_console.print(line, soft_wrap=True)
     err_console.print(f"dense baseline for `prunectl bench --against`: {result.baseline_onnx}", soft_wrap=True)
+
+
+def int8_lines(report: dict[str, Any]) -> list[str]:
+    """What the INT8 model is and how fast it is on this host; a loud warning when slower than fp32."""
+    quant = report.get("quantization")
+    if not quant:
+        return []
+    accuracy = (
+        f"; holdout accuracy fp32 {quant['accuracy_fp32']:.2%} → int8 {quant['accuracy_int8']:.2%}" if quant.get("accuracy_int8") is not None else ""
+    )
+    lines = [f"int8: {report['int8_path']} {quant['onnx_bytes']:,} B, {quant['reason']}{accuracy}"]
+    latency = report.get("int8_latency")
+    if latency:
+        lines.append(
+            f"int8 latency {latency['int8_to_fp32']:.2f}× the fp32 model (p50, batch {latency['batch']}, {latency['threads']} thread, "
+            "each under the session options it ships with; report only, never a decision)"
+        )
+        if latency["int8_slower_than_fp32"]:
+            lines.append(
+                "[bold yellow]warning:[/] on this host the INT8 model is SLOWER than the fp32 one: "
+                "small models spend their time in quantize/dequantize steps; keep export.quantize = none for speed here"
+            )
+    return lines

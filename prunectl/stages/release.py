@@ -59,6 +59,8 @@ class ArtifactHeadline:
     size_ratio: float
     xz_ratio: float
     parity_max_abs_diff: float
+    int8_to_fp32: float | None = None
+    """INT8 only: its p50 latency against the fp32 model on this host (report only)."""
 
 
 @dataclass(frozen=True)
@@ -247,6 +249,7 @@ def _artifact_headline(exported: ExportResult, *, quarantined: bool) -> Artifact
         size_ratio=onnx_bytes / sizes["dense_onnx_bytes"],
         xz_ratio=xz_path.stat().st_size / sizes["dense_onnx_bytes"],
         parity_max_abs_diff=report["parity"]["max_abs_diff"],
+        int8_to_fp32=(report.get("int8_latency") or {}).get("int8_to_fp32"),
     )
 
 

@@ -119,6 +119,16 @@ def make_release_recipe(**changes: object) -> Recipe:
     return make_tiny_recipe(**{**RELEASE_GATE, **changes})
 
 
+def compress_release(root: Path, **changes: object):
+    """`compress` of `make_release_recipe(**changes)` into `root/run` (cold cache in `root/cache`),
+    which must pass and release: (RunResult, run directory)."""
+    from prunectl.api import compress
+
+    result = compress(make_release_recipe(**changes), out=root / "run", cache_dir=root / "cache", bench_runs=20)
+    assert result.released, result.gate.reason
+    return result, root / "run"
+
+
 @pytest.fixture(scope="session")
 def released_run(tmp_path_factory: pytest.TempPathFactory):
     """A finished, passing `compress` of `make_release_recipe()` (API, cold cache): (RunResult, run directory).

@@ -17,9 +17,10 @@ import torch
 import torchvision
 from torch import nn
 
-from conftest import make_tiny_recipe
+from conftest import compress_release, make_tiny_recipe
 from prunectl import api
 from prunectl.config import to_toml
+from prunectl.errors import IntegrityError
 from prunectl.faults import FAULT_ENV
 from prunectl.models import SmallCNN
 from prunectl.pruning.channels import (
@@ -223,3 +224,39 @@ def test_every_defense_runs_unchanged_under_channel_pruning(defense, tmp_path):
     assert result.defense["name"] == defense
     assert abs(result.sparsity["global_sparsity"] - 0.8) <= result.structure["tolerance"]
     assert result.pruned_accuracy > 0.5
+
+
+@pytest.fixture(scope="module")
+def channel_release(tmp_path_factory: pytest.TempPathFactory):
+    return compress_release(tmp_path_factory.mktemp("channel-release"), **CHANNEL_RECIPE)
+
+
+@pytest.mark.slow
+def test_a_channel_release_is_a_smaller_dense_onnx_with_parity_on_the_whole_holdout(channel_release):
+    result, run = channel_release
+    export = json.loads((run / "export" / "export.json").read_text())
+    loaded = api.load_run(run)
+    assert export["report"]["parity"]["passed"] and export["report"]["parity"]["samples"] >= len(loaded.splits.holdout)
+    assert export["report"]["sizes"]["sparse_tensors"] == 0, "nothing left to store sparse: the zeros are gone"
+    assert (run / "export" / "model.onnx").stat().st_size < 0.4 * (run / "export" / "baseline" / "model.onnx").stat().st_size
+    assert result.latency.file_ratio < 0.4 and result.latency.peak_rss_ratio is not None
+    assert all(check.passed for check in api.verify(run).checks)
+
+
+@pytest.mark.slow
+def test_a_plan_changed_after_the_audit_is_an_integrity_failure(channel_release, tmp_path):
+    _, released = channel_release
+    run = tmp_path / "run"
+    shutil.copytree(released, run)
+    plan = json.loads((run / "plan.json").read_text())
+    step = plan["steps"][-1]
+    step["indices"] = [i + 1 if i + 1 not in step["indices"] else i for i in step["indices"]]  # other, still valid channels
+    (run / "plan.json").write_text(json.dumps(plan))
+    checks = {check.name: check for check in api.verify(run, parity=False).checks}
+    assert not checks["gate"].passed and "plan.json changed" in checks["gate"].detail
+    verified = _prunectl(["verify", str(run), "--no-parity"])
+    assert verified.returncode == 1
+    audited = json.loads((released / "manifest.json").read_text())["gate"]["checkpoints_sha256"]
+    with pytest.raises(IntegrityError, match="plan.json changed after the gate audited"):
+        api.export(run, out=tmp_path / "export", audited_sha256=audited["pruned.pt"], audited_plan_sha256=audited["plan.json"])
+    assert not (tmp_path / "export").exists()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_release_recipe
+from conftest import compress_release
 from gates.features import compute_features
 from prunectl import api
 from prunectl.errors import IntegrityError
@@ -22,10 +22,7 @@ INT8_RECIPE = {"model__source": "builtin:cnn", "prune__structure": "channel", "p
 
 @pytest.fixture(scope="module")
 def int8_release(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("int8")
-    result = api.compress(make_release_recipe(**INT8_RECIPE), out=root / "run", cache_dir=root / "cache", bench_runs=20)
-    assert result.released, result.gate.reason
-    return result, root / "run"
+    return compress_release(tmp_path_factory.mktemp("int8"), **INT8_RECIPE)
 
 
 @pytest.mark.slow

@@ -116,8 +116,13 @@ def print_summary(result: Any) -> None:
     table.add_row("privacy", f"[bold {colour}]gate {verdict}[/]: {escape(_gate_line(gate))}")
     if result.artifact is not None and result.latency is not None:
         artifact, latency = result.artifact, result.latency
-        file_ratio = latency.file_ratio if latency.file_ratio is not None else artifact.size_ratio
-        table.add_row("size", f"ONNX {file_ratio:.2f}× the dense model ({artifact.onnx_bytes:,} B), .xz {artifact.xz_ratio:.2f}× its dense storage")
+        if latency.file_ratio:
+            dense_bytes = artifact.onnx_bytes / latency.file_ratio
+            table.add_row(
+                "size",
+                f"ONNX {latency.file_ratio:.2f}× the dense model ({artifact.onnx_bytes:,} B), "
+                f".xz {artifact.xz_bytes / dense_bytes:.2f}× ({artifact.xz_bytes:,} B)",
+            )
         table.add_row(
             "latency",
             f"{latency.latency_ratio:.2f}× the dense model (p50 {latency.p50_ms:.3f} vs {latency.dense_p50_ms:.3f} ms, "
@@ -127,7 +132,8 @@ def print_summary(result: Any) -> None:
             slower = artifact.int8_to_fp32 > 1
             table.add_row(
                 "int8",
-                f"{'[bold yellow]' if slower else ''}latency {artifact.int8_to_fp32:.2f}× the fp32 model on this host"
+                (f"holdout accuracy {artifact.int8_accuracy:.2%}; " if artifact.int8_accuracy is not None else "")
+                + f"{'[bold yellow]' if slower else ''}latency {artifact.int8_to_fp32:.2f}× the fp32 model on this host"
                 + (" (SLOWER: keep export.quantize = none for speed here)[/]" if slower else ""),
             )
         if latency.peak_rss_ratio is not None:

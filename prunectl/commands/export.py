@@ -42,12 +42,19 @@ def _print_summary(result: Any) -> None:
     report = result.report
     sizes, parity = report["sizes"], report["parity"]
     err_console.print(f"wrote {report['onnx_path']} and {report['xz_path']}", soft_wrap=True)
-    err_console.print(
-        f"size: dense ONNX {sizes['dense_onnx_bytes']:,} B → sparse ONNX {sizes['onnx_bytes']:,} B "
-        f"({sizes['onnx_to_dense']:.2f}×) → .xz {sizes['xz_bytes']:,} B ({sizes['xz_to_dense']:.3f}×; "
-        f"reference size {sizes['reference_to_dense']:.3f}×)",
-        soft_wrap=True,
-    )
+    if sizes["sparse_tensors"]:
+        err_console.print(
+            f"size: dense ONNX {sizes['dense_onnx_bytes']:,} B → sparse ONNX {sizes['onnx_bytes']:,} B "
+            f"({sizes['onnx_to_dense']:.2f}×) → .xz {sizes['xz_bytes']:,} B ({sizes['xz_to_dense']:.3f}×; "
+            f"reference size {sizes['reference_to_dense']:.3f}×)",
+            soft_wrap=True,
+        )
+    else:
+        err_console.print(
+            f"size: ONNX {sizes['onnx_bytes']:,} B, no tensor sparse enough to store sparse → .xz {sizes['xz_bytes']:,} B; "
+            "compare with the dense baseline: prunectl bench MODEL --against BASELINE",
+            soft_wrap=True,
+        )
     err_console.print(
         f"parity with torch on {parity['samples']} inputs: max |Δlogit| {parity['max_abs_diff']:.2e} "
         f"(tolerance {parity['tolerance']:.0e}), argmax agreement {parity['argmax_agreement']:.2%}",

@@ -61,6 +61,9 @@ class ArtifactHeadline:
     parity_max_abs_diff: float
     int8_to_fp32: float | None = None
     """INT8 only: its p50 latency against the fp32 model on this host (report only)."""
+    int8_accuracy: float | None = None
+    """INT8 only: its holdout accuracy (the fp32 figure is the run's pruned accuracy)."""
+    xz_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -250,6 +253,8 @@ def _artifact_headline(exported: ExportResult, *, quarantined: bool) -> Artifact
         xz_ratio=xz_path.stat().st_size / sizes["dense_onnx_bytes"],
         parity_max_abs_diff=report["parity"]["max_abs_diff"],
         int8_to_fp32=(report.get("int8_latency") or {}).get("int8_to_fp32"),
+        int8_accuracy=(report.get("quantization") or {}).get("accuracy_int8"),
+        xz_bytes=xz_path.stat().st_size,
     )
 
 

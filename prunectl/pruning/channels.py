@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from prunectl.errors import PrunectlError
-from prunectl.pruning.masks import LayerSparsity, SparsityReport, _is_prunable, prunable_weight_names
+from prunectl.pruning.masks import LayerSparsity, SparsityReport, is_prunable, prunable_weight_names
 
 PLAN_FORMAT = "prunectl-channel-plan/1"
 CHANNEL_TOLERANCE = 0.02
@@ -88,9 +88,6 @@ class ChannelPlan:
 
     def extended(self, steps: Sequence[PlanStep]) -> ChannelPlan:
         return ChannelPlan(self.round_to, self.dense_weights, (*self.steps, *steps))
-
-    def upto(self, round_k: int) -> ChannelPlan:
-        return ChannelPlan(self.round_to, self.dense_weights, tuple(s for s in self.steps if s.round <= round_k))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -146,7 +143,7 @@ def _is_int(value: Any) -> bool:
 
 def check_channel_prunable(model: nn.Module) -> None:
     """Refuse a model whose graph Torch-Pruning cannot rewrite (a compiled TorchScript archive)."""
-    if isinstance(model, torch.jit.ScriptModule) or any(isinstance(m, torch.jit.ScriptModule) for m in model.modules()):
+    if any(isinstance(m, torch.jit.ScriptModule) for m in model.modules()):
         raise ChannelPruningError(
             "a TorchScript archive cannot be channel-pruned (its graph is compiled code, not modules to rewrite); "
             "set prune.structure = unstructured, or give the architecture as torchvision:, builtin: or state-dict: with --model-factory"
@@ -184,10 +181,9 @@ def dependency_graph(model: nn.Module, example: torch.Tensor) -> Any:
 
 @dataclass
 class _Group:
-    """A prunable group: its root's name and module, channels now, and the weights it shapes."""
+    """A prunable group: its root layer's name, channels now, and the weights it shapes."""
 
     root: str
-    module: nn.Module
     channels: int
     out_of: list[tuple[str, int]] = field(default_factory=list)
     """(layer, weight rows per channel) whose outputs this group sets."""
@@ -213,7 +209,7 @@ class _Layer:
 def _layers(model: nn.Module) -> dict[str, _Layer]:
     layers = {}
     for name, module in model.named_modules():
-        if not _is_prunable(module) or not isinstance(getattr(module, "weight", None), torch.Tensor):
+        if not is_prunable(module) or not isinstance(getattr(module, "weight", None), torch.Tensor):
             continue
         weight = module.weight
         groups = getattr(module, "groups", 1)
@@ -232,17 +228,18 @@ class ChannelPruner:
         self.round_to = round_to
         self.graph = dependency_graph(model, example)
         self.layers = _layers(model)
-        names = {module: name for name, module in model.named_modules()}
-        ordered = [name for name in self.layers]
-        ignored = [dict(model.named_modules())[ordered[-1]]]  # the classifier: its outputs are the classes
+        modules = dict(model.named_modules())
+        names = {module: name for name, module in modules.items()}
+        ordered = list(self.layers)
+        ignored = [modules[ordered[-1]]]  # the classifier: its outputs are the classes
         if keep_first:
-            ignored.append(dict(model.named_modules())[ordered[0]])
+            ignored.append(modules[ordered[0]])
         scorer = _importance(importance)
         self.groups: list[_Group] = []
         for group in self.graph.get_all_groups(ignored_layers=ignored, root_module_types=(nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
             root_module = group[0].dep.target.module
             channels = len(group[0].idxs)
-            entry = _Group(names[root_module], root_module, channels)
+            entry = _Group(names[root_module], channels)
             for dep, idxs in group:
                 layer = names.get(dep.target.module)
                 if layer not in self.layers:
@@ -372,7 +369,7 @@ def apply_steps(model: nn.Module, graph: Any, steps: Sequence[PlanStep]) -> None
     modules = dict(model.named_modules())
     for step in steps:
         module = modules.get(step.module)
-        if module is None or not _is_prunable(module):
+        if module is None or not is_prunable(module):
             raise PlanError(f"the channel plan names {step.module!r}, which is not a conv or linear layer of this model; prune the run again")
         pruner = graph.get_pruner_of_module(module)
         channels = pruner.get_out_channels(module) if pruner is not None else None
@@ -389,7 +386,6 @@ def apply_steps(model: nn.Module, graph: Any, steps: Sequence[PlanStep]) -> None
 
 def replay(model: nn.Module, plan: ChannelPlan, example: torch.Tensor) -> nn.Module:
     """Prune a freshly built model of the recipe's architecture exactly as `plan` says (in place)."""
-    check_channel_prunable(model)
     rounds = sorted({step.round for step in plan.steps})
     for round_k in rounds:
         # A new graph per round, as the pruning built one per round: the indices of a later round
@@ -430,11 +426,11 @@ CHANNEL_DENOMINATOR = (
 
 def measure_channel_sparsity(pruned: nn.Module, dense: nn.Module) -> SparsityReport:
     """Weights removed per layer, measured on the pruned model against the dense one."""
-    kept = dict(pruned.named_parameters())
-    layers = []
-    for name, weight in dict(dense.named_parameters()).items():
-        if name in set(prunable_weight_names(dense)):
-            layers.append(LayerSparsity(name, weight.numel() - kept[name].numel(), weight.numel()))
+    kept, dense_weights = dict(pruned.named_parameters()), dict(dense.named_parameters())
+    layers = (
+        LayerSparsity(name, dense_weights[name].numel() - kept[name].numel(), dense_weights[name].numel())
+        for name in prunable_weight_names(dense)
+    )
     return SparsityReport(tuple(layers), CHANNEL_DENOMINATOR)
 
 

@@ -20,7 +20,7 @@ PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 PRUNABLE_SCRIPT_NAMES = {"Linear", "Conv1d", "Conv2d", "Conv3d"}
 
 
-def _is_prunable(module: nn.Module) -> bool:
+def is_prunable(module: nn.Module) -> bool:
     if isinstance(module, PRUNABLE_TYPES):
         return True
     # TorchScript modules keep the original class name.
@@ -32,7 +32,7 @@ def prunable_weight_names(model: nn.Module, *, keep_first_dense: bool = False, k
     names = [
         f"{module_name}.weight" if module_name else "weight"
         for module_name, module in model.named_modules()
-        if _is_prunable(module) and isinstance(getattr(module, "weight", None), torch.Tensor)
+        if is_prunable(module) and isinstance(getattr(module, "weight", None), torch.Tensor)
     ]
     if keep_first_dense:
         names = names[1:]

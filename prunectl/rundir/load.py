@@ -39,7 +39,6 @@ class LoadedRun:
     pruned_model: nn.Module
     checkpoints_sha256: dict[str, str] = field(default_factory=dict)
     """SHA-256 of the exact bytes the two models (and a channel plan) were loaded from, by file name."""
-    plan: ChannelPlan | None = None
 
 
 def stored_recipe(run_dir: str | Path) -> Recipe:
@@ -78,7 +77,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     load_weights(base, load_state_dict_bytes(raw[BASE_CHECKPOINT], run.file(BASE_CHECKPOINT)), str(run.file(BASE_CHECKPOINT)))
     state = load_state_dict_bytes(raw[PRUNED_CHECKPOINT], run.file(PRUNED_CHECKPOINT))
     pruned = rebuild_pruned(recipe, data, state, plan, str(run.file(PRUNED_CHECKPOINT)))
-    return LoadedRun(run.path, recipe, data, splits, base.eval(), pruned.eval(), hashes, plan)
+    return LoadedRun(run.path, recipe, data, splits, base.eval(), pruned.eval(), hashes)
 
 
 def _read(run: RunDirectory, name: str) -> bytes:

@@ -175,10 +175,11 @@ def _check_int8(staging: Path, audited: str | None) -> None:
 
     int8_path = staging / INT8_NAME
     payload = int8_path.read_bytes()
-    if audited is not None and graph_sha256(payload) != audited:
+    graph = graph_sha256(payload) if audited is not None else None
+    if graph != audited:
         shutil.rmtree(staging, ignore_errors=True)
         raise IntegrityError(
-            f"the INT8 model exported now (graph sha256 {graph_sha256(payload)[:12]}…) is not the one the gate audited "
+            f"the INT8 model exported now (graph sha256 {str(graph)[:12]}…) is not the one the gate audited "
             f"({audited[:12]}…); nothing was exported: gate the run again"
         )
     atomic_write_bytes(staging / INT8_XZ_NAME, compress_xz(payload))

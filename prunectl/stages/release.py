@@ -241,7 +241,7 @@ def _artifact_headline(exported: ExportResult, *, quarantined: bool) -> Artifact
     report = exported.report
     sizes = report["sizes"]
     onnx_path, xz_path = release_files(exported)
-    onnx_bytes = onnx_path.stat().st_size
+    onnx_bytes, xz_bytes = onnx_path.stat().st_size, xz_path.stat().st_size
     return ArtifactHeadline(
         path=str(onnx_path),
         xz_path=str(xz_path),
@@ -250,11 +250,11 @@ def _artifact_headline(exported: ExportResult, *, quarantined: bool) -> Artifact
         onnx_bytes=onnx_bytes,
         dense_onnx_bytes=sizes["dense_onnx_bytes"],
         size_ratio=onnx_bytes / sizes["dense_onnx_bytes"],
-        xz_ratio=xz_path.stat().st_size / sizes["dense_onnx_bytes"],
+        xz_ratio=xz_bytes / sizes["dense_onnx_bytes"],
         parity_max_abs_diff=report["parity"]["max_abs_diff"],
         int8_to_fp32=(report.get("int8_latency") or {}).get("int8_to_fp32"),
         int8_accuracy=(report.get("quantization") or {}).get("accuracy_int8"),
-        xz_bytes=xz_path.stat().st_size,
+        xz_bytes=xz_bytes,
     )
 
 

@@ -201,13 +201,21 @@ def _export(export_dir: Path | None, manifest: dict[str, Any], audited: str | No
 def _xz(export_dir: Path | None, onnx_sha: str | None) -> Check:
     if export_dir is None or onnx_sha is None:
         return Check("xz", False, f"no {ONNX} to compare {XZ} with")
-    try:
-        unpacked = lzma.decompress((export_dir / XZ).read_bytes())
-    except (OSError, lzma.LZMAError) as error:
-        return Check("xz", False, f"{XZ} cannot be decompressed ({error})")
-    if hashlib.sha256(unpacked).hexdigest() != onnx_sha:
-        return Check("xz", False, f"{XZ} does not decompress to {ONNX}")
+    problem = _unpacking_problem(export_dir, XZ, ONNX, onnx_sha)
+    if problem:
+        return Check("xz", False, problem)
     return Check("xz", True, f"{XZ} decompresses to exactly {ONNX}")
+
+
+def _unpacking_problem(export_dir: Path, xz_name: str, name: str, sha: str) -> str | None:
+    """Why `xz_name` does not decompress to the file `name` with hash `sha`; None when it does."""
+    try:
+        unpacked = lzma.decompress((export_dir / xz_name).read_bytes())
+    except (OSError, lzma.LZMAError) as error:
+        return f"{xz_name} cannot be decompressed ({error})"
+    if hashlib.sha256(unpacked).hexdigest() != sha:
+        return f"{xz_name} does not decompress to {name}"
+    return None
 
 
 def _int8(export_dir: Path | None, audited: str, int8_sha: str | None) -> Check:
@@ -218,12 +226,9 @@ def _int8(export_dir: Path | None, audited: str, int8_sha: str | None) -> Check:
 
     if graph_sha256((export_dir / INT8).read_bytes()) != audited:
         return Check("int8", False, f"{INT8} is not the INT8 model the gate audited (graph sha256 differs)")
-    try:
-        unpacked = lzma.decompress((export_dir / INT8_XZ).read_bytes())
-    except (OSError, lzma.LZMAError) as error:
-        return Check("int8", False, f"{INT8_XZ} cannot be decompressed ({error})")
-    if hashlib.sha256(unpacked).hexdigest() != int8_sha:
-        return Check("int8", False, f"{INT8_XZ} does not decompress to {INT8}")
+    problem = _unpacking_problem(export_dir, INT8_XZ, INT8, int8_sha)
+    if problem:
+        return Check("int8", False, problem)
     return Check("int8", True, f"{INT8} is the INT8 model the gate audited (graph sha256 {audited[:12]}…); {INT8_XZ} unpacks to it")
 
 

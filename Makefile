@@ -14,7 +14,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# The local package index prints one harmless "Location ... is ignored" line per package.
-	$(BIN)/python -m pip install --quiet -e '.[dev]' 2>&1 | { grep -v '^WARNING: Location' || true; }
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray]' 2>&1 | { grep -v '^WARNING: Location' || true; }
 	touch $(STAMP)
 
 demo: $(STAMP)

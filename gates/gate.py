@@ -37,16 +37,29 @@ from torch import nn
 from gates.attacks import make_attack, uses_references
 from gates.calibration import calibrated_rate, epsilon_lower_bound
 from gates.errors import GateInputError
+from gates.executor import Executor, InlineExecutor, InlineSession, Session
 from gates.exposure import class_exposure, judge
-from gates.features import AttackFeatures, compute_features, softmax_posteriors
+from gates.features import AttackFeatures
 from gates.metrics import best_threshold, evaluate_attack, resolution
 from gates.policy import MIN_CALIBRATION_SIZE, MIN_EXPECTED_FALSE_POSITIVES, GatePolicy, check_policy
 from gates.progress import Progress, SilentProgress
-from gates.references import PseudoTarget, SignalTable, signal_table
+from gates.references import PseudoTarget, SignalTable, assemble_table
 from gates.result import AttackMetrics, CalibratedRate, ClassExposure, Criterion, GateResult, ModelAudit, ShadowSummary
 from gates.sampling import balanced_by_class, stratified_split
 from gates.seeds import derive_seed
-from gates.shadows import ShadowPlan, ShadowTrainer, TrainedShadow, plan_shadows, train_shadows
+from gates.shadows import ShadowPlan, ShadowTrainer, plan_shadows
+from gates.work import (
+    AttackUnit,
+    AttackWork,
+    Readings,
+    ShadowUnit,
+    ShadowWork,
+    VictimUnit,
+    VictimWork,
+    read_victim,
+    run_attack,
+    train_shadow,
+)
 
 MODEL_KINDS = ("original", "pruned")
 REPORTED_FPRS = (0.01, 0.001)
@@ -59,7 +72,10 @@ class GateInputs:
 
     `inputs` and `labels` are the whole dataset (indices below point into them). `dev_fraction`
     is the victim's dev / (members + dev): each shadow carves its dev split in the same ratio.
-    `train_shadow` is the victim's pipeline function with the recipe bound.
+    `train_shadow` is the victim's pipeline function with the recipe bound; it runs wherever
+    `executor` puts each shadow, so for any executor but the inline one it must pickle (a
+    module-level class or function, not a lambda). `shared` holds further read-only values the
+    trainer reads with `gates.executor.shared` (the dataset, placed once in every worker).
     """
 
     inputs: torch.Tensor
@@ -73,6 +89,8 @@ class GateInputs:
     train_shadow: ShadowTrainer
     original_model: nn.Module | None = None
     extra_settings: dict[str, Any] = field(default_factory=dict)
+    executor: Executor = field(default_factory=InlineExecutor)
+    shared: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
@@ -222,62 +240,111 @@ class _GateRun:
         self.resolution = resolution(len(self.evaluation.members), len(self.evaluation.nonmembers))
         self.fprs = tuple(sorted({policy.target_fpr, *REPORTED_FPRS}, reverse=True))
         self.per_class: tuple[ClassExposure, ...] = ()
+        self.signal_rows: np.ndarray | None = None
 
     # -- stages ---------------------------------------------------------------------------
 
     def execute(self) -> GateResult:
-        plans = plan_shadows(
-            self.data.attacker_pool, self.labels, count=self.policy.shadows, dev_fraction=self.inputs.dev_fraction, seed=self.policy.seed
-        )
-        stage = time.perf_counter()
-        shadows = train_shadows(plans, self.inputs.train_shadow, self.progress)
-        self.seconds["shadows"] = time.perf_counter() - stage
-
-        kinds = MODEL_KINDS if self.policy.audit_original and self.inputs.original_model is not None else ("pruned",)
-        holdout_accuracy = {kind: self._accuracy(self._victim_model(kind)) for kind in kinds}
-        self._check_shadows(shadows, holdout_accuracy)
-
-        stage = time.perf_counter()
-        scored = np.concatenate([self.evaluation.indices, self.data.calibration])
-        victim_features = {kind: self._features(self._victim_model(kind), scored, kind, "victim") for kind in kinds}
+        policy = self.policy
+        plans = plan_shadows(self.data.attacker_pool, self.labels, count=policy.shadows, dev_fraction=self.inputs.dev_fraction, seed=policy.seed)
         shadow_sets = self._shadow_training_sets(plans)
-        shadow_features = {kind: self._shadow_features(shadows, shadow_sets, kind) for kind in kinds}
-        self.seconds["features"] = time.perf_counter() - stage
-
-        self.seconds["references"] = 0.0
-        tables: dict[str, SignalTable] = {}
-        if any(uses_references(name) for name in self.policy.attacks):
+        for chosen in shadow_sets:
+            self._refuse_evaluation_rows(chosen.indices, "the attack's training data")
+        kinds = MODEL_KINDS if policy.audit_original and self.inputs.original_model is not None else ("pruned",)
+        references = any(uses_references(name) for name in policy.attacks)
+        signal_rows = None
+        if references:
+            signal_rows = np.unique(
+                np.concatenate([self.evaluation.indices, self.data.thresholds.indices, self.data.calibration, *(s.indices for s in shadow_sets)])
+            )
+        self.signal_rows = signal_rows
+        readings = Readings(kinds, self.inputs.num_classes, policy.sensitivity_samples, policy.sensitivity_eps, policy.seed, policy.device, signal_rows)
+        shared = {"inputs": self.inputs.inputs, "labels": self.labels, **self.inputs.shared}
+        for key in ("shadows", "features", "references", "attacks"):
+            self.seconds[key] = 0.0
+        with self.inputs.executor.open(shared) as session:
             stage = time.perf_counter()
-            tables = {kind: self._signal_table(kind, shadows, shadow_sets) for kind in kinds}
-            self.seconds["references"] += time.perf_counter() - stage
-
-        self.seconds["attacks"] = 0.0
-        audits = {}
-        for kind in kinds:
-            audits[kind] = self._audit(kind, shadow_features[kind], victim_features[kind], tables.get(kind), shadow_sets, holdout_accuracy[kind])
+            shadows, victims = self._read_models(session, plans, shadow_sets, kinds, readings, shared)
+            self.seconds["units_wall"] = time.perf_counter() - stage
+            holdout_accuracy = {kind: victims[kind].accuracy for kind in kinds}
+            self._check_shadows(plans, shadows, holdout_accuracy)
+            shadow_features = {kind: self._shadow_features(shadows, shadow_sets, kind) for kind in kinds}
+            tables = {kind: self._signal_table(kind, plans, shadows, victims[kind]) for kind in kinds} if references else {}
+            stage = time.perf_counter()
+            attacks = self._run_attacks(session, kinds, shadow_features, {kind: victims[kind].readings.features for kind in kinds})
+            self.seconds["attacks_wall"] = time.perf_counter() - stage
+        audits = {kind: self._audit(kind, attacks[kind], tables.get(kind), shadow_sets, holdout_accuracy[kind]) for kind in kinds}
         return self._verdict(audits.get("original"), audits["pruned"])
+
+    def _read_models(
+        self,
+        session: Session,
+        plans: tuple[ShadowPlan, ...],
+        shadow_sets: list[EvaluationSet],
+        kinds: tuple[str, ...],
+        readings: Readings,
+        shared: dict[str, Any],
+    ) -> tuple[list[ShadowWork], dict[str, VictimWork]]:
+        """Every shadow pipeline and every victim model's readings, as units on the executor.
+
+        The shadows go first (they are the long units); a TorchScript victim does not pickle, so
+        its readings are taken in this process, at the units' fixed thread count all the same.
+        """
+        scored = np.concatenate([self.evaluation.indices, self.data.calibration])
+        shadow_units = [ShadowUnit(self.inputs.train_shadow, plan, chosen.indices, readings) for plan, chosen in zip(plans, shadow_sets)]
+        victim_units = [VictimUnit(kind, self._victim_model(kind), scored, self.inputs.holdout, readings) for kind in kinds]
+        portable = [unit for unit in victim_units if not isinstance(unit.model, torch.jit.ScriptModule)]
+        local = [unit for unit in victim_units if unit not in portable]
+        done = 0
+        with self.progress.task(f"shadow models (0/{len(plans)})", total=len(plans)) as bar:
+
+            def finished(position: int, result: Any) -> None:
+                nonlocal done
+                if position < len(shadow_units):
+                    done += 1
+                    bar.advance(description=f"shadow models ({done}/{len(plans)})")
+
+            results = session.map(_run_work, [*shadow_units, *portable], on_result=finished)
+            results += InlineSession(shared).map(_run_work, local)
+        shadows = results[: len(shadow_units)]
+        victims = {work.kind: work for work in results[len(shadow_units) :]}
+        for work in shadows:
+            self.seconds["shadows"] += work.seconds["training"]
+        for work in [*shadows, *victims.values()]:
+            self.seconds["features"] += work.seconds["features"]
+            self.seconds["references"] += work.seconds["references"]
+        return shadows, victims
+
+    def _run_attacks(
+        self,
+        session: Session,
+        kinds: tuple[str, ...],
+        shadow_features: dict[str, tuple[AttackFeatures, np.ndarray]],
+        victim_features: dict[str, AttackFeatures],
+    ) -> dict[str, dict[str, AttackWork]]:
+        """Every attack that learns from shadow features, on each audited model, as units."""
+        n_evaluated = len(self.evaluation.membership)
+        units = []
+        for kind in kinds:
+            victim = victim_features[kind]
+            evaluated, calibration = victim.subset(np.arange(n_evaluated)), victim.subset(np.arange(n_evaluated, len(victim)))
+            seed = derive_seed(self.policy.seed, "attack", kind)
+            for name in self.policy.attacks:
+                if not uses_references(name):
+                    training, membership = shadow_features[kind]
+                    units.append((kind, AttackUnit(name, dict(self.policy.options), seed, self.policy.device, training, membership, evaluated, calibration)))
+        results: dict[str, dict[str, AttackWork]] = {kind: {} for kind in kinds}
+        with self.progress.task("attacks", total=len(units)) as bar:
+            works = session.map(_run_work, [unit for _, unit in units], on_result=lambda position, work: bar.advance(description=f"attacks: {work.name}"))
+        for (kind, _), work in zip(units, works):
+            results[kind][work.name] = work
+            self.seconds["attacks"] += work.seconds
+        return results
 
     def _victim_model(self, kind: str) -> nn.Module:
         model = self.inputs.pruned_model if kind == "pruned" else self.inputs.original_model
         assert model is not None
         return model
-
-    def _features(self, model: nn.Module, indices: np.ndarray, kind: str, who: str) -> AttackFeatures:
-        return compute_features(
-            model,
-            self.inputs.inputs,
-            self.labels,
-            indices,
-            num_classes=self.inputs.num_classes,
-            samples=self.policy.sensitivity_samples,
-            eps=self.policy.sensitivity_eps,
-            seed=derive_seed(self.policy.seed, "features", kind, who),
-            device=torch.device(self.policy.device),
-        )
-
-    def _accuracy(self, model: nn.Module) -> float:
-        """Holdout accuracy of a victim model: every holdout sample, not just the evaluation set."""
-        return _accuracy(model, self.inputs.inputs, self.labels, self.inputs.holdout, torch.device(self.policy.device))
 
     def _shadow_training_sets(self, plans: tuple[ShadowPlan, ...]) -> list[EvaluationSet]:
         """Per shadow: its members and non-members, balanced by class like the evaluation set."""
@@ -289,55 +356,40 @@ class _GateRun:
             sets.append(EvaluationSet(members, nonmembers))
         return sets
 
-    def _shadow_features(self, shadows: list[TrainedShadow], sets: list[EvaluationSet], kind: str) -> tuple[AttackFeatures, np.ndarray]:
-        parts, membership = [], []
-        with self.progress.task(f"attack features ({kind})", total=len(shadows)) as bar:
-            for shadow, chosen in zip(shadows, sets):
-                model = shadow.pruned_model if kind == "pruned" else shadow.base_model
-                parts.append(self._features(model, chosen.indices, kind, f"shadow-{shadow.plan.index}"))
-                membership.append(chosen.membership)
-                bar.advance()
-        features = AttackFeatures.concat(parts)
+    def _shadow_features(self, shadows: list[ShadowWork], sets: list[EvaluationSet], kind: str) -> tuple[AttackFeatures, np.ndarray]:
+        features = AttackFeatures.concat([work.models[kind].features for work in shadows])
         self._refuse_evaluation_rows(features.indices, "the attack's training data")
-        return features, np.concatenate(membership)
+        return features, np.concatenate([chosen.membership for chosen in sets])
 
     def _refuse_evaluation_rows(self, indices: np.ndarray, where: str) -> None:
         leaked = np.intersect1d(indices, self.evaluation.indices)
         if len(leaked):
             raise RuntimeError(f"{len(leaked)} evaluation samples reached {where}; refusing to score")
 
-    def _signal_table(self, kind: str, shadows: list[TrainedShadow], sets: list[EvaluationSet]) -> SignalTable:
+    def _signal_table(self, kind: str, plans: tuple[ShadowPlan, ...], shadows: list[ShadowWork], victim: VictimWork) -> SignalTable:
         """Every shadow (the references) and the victim on every sample a reference attack reads."""
-        rows = np.concatenate([self.evaluation.indices, self.data.thresholds.indices, self.data.calibration, *(s.indices for s in sets)])
-        with self.progress.task(f"reference signals ({kind})", total=None):
-            return signal_table(
-                [shadow.pruned_model if kind == "pruned" else shadow.base_model for shadow in shadows],
-                [np.concatenate([shadow.plan.members, shadow.plan.dev]) for shadow in shadows],
-                self._victim_model(kind),
-                self.inputs.inputs,
-                self.labels,
-                rows,
-                torch.device(self.policy.device),
-            )
+        rows = self.signal_rows
+        assert rows is not None
+        columns = [work.models[kind].signals for work in shadows] + [victim.readings.signals]
+        assert all(column is not None for column in columns)
+        return assemble_table(
+            rows, self.labels[rows], columns, [np.concatenate([plan.members, plan.dev]) for plan in plans]  # type: ignore[arg-type]
+        )
 
-    def _check_shadows(self, shadows: list[TrainedShadow], victim_accuracy: dict[str, float]) -> None:
+    def _check_shadows(self, plans: tuple[ShadowPlan, ...], shadows: list[ShadowWork], victim_accuracy: dict[str, float]) -> None:
         """Refuse an attack learned from shadows much worse than the victim (they mislead it)."""
         summaries = []
-        device = torch.device(self.policy.device)
-        for shadow in shadows:
-            held_out = shadow.plan.nonmembers
-            base = _accuracy(shadow.base_model, self.inputs.inputs, self.labels, held_out, device)
-            pruned = _accuracy(shadow.pruned_model, self.inputs.inputs, self.labels, held_out, device)
+        for plan, work in zip(plans, shadows):
             summaries.append(
                 ShadowSummary(
-                    shadow.plan.index,
-                    shadow.plan.seed,
-                    len(shadow.plan.members),
-                    len(shadow.plan.dev),
-                    len(held_out),
-                    base,
-                    pruned,
-                    shadow.seconds,
+                    plan.index,
+                    plan.seed,
+                    len(plan.members),
+                    len(plan.dev),
+                    len(plan.nonmembers),
+                    work.accuracy["original"],
+                    work.accuracy["pruned"],
+                    work.seconds["training"],
                 )
             )
         self.shadow_summaries = tuple(summaries)
@@ -358,38 +410,27 @@ class _GateRun:
     def _audit(
         self,
         kind: str,
-        shadow: tuple[AttackFeatures, np.ndarray],
-        victim: AttackFeatures,
+        works: dict[str, AttackWork],
         table: SignalTable | None,
         shadow_sets: list[EvaluationSet],
         holdout_accuracy: float,
     ) -> ModelAudit:
         membership = self.evaluation.membership
-        n_evaluated = len(membership)
-        evaluated, calibration = victim.subset(np.arange(n_evaluated)), victim.subset(np.arange(n_evaluated, len(victim)))
         seed = derive_seed(self.policy.seed, "attack", kind)
         measured: list[AttackMetrics] = []
         scores: dict[str, np.ndarray] = {}
-        with self.progress.task(f"attacks on the {kind} model", total=len(self.policy.attacks)) as bar:
+        with self.progress.task(f"reference attacks and metrics ({kind} model)", total=len(self.policy.attacks)) as bar:
             for name in self.policy.attacks:
-                title = f"attacks on the {kind} model: {name}"
-                bar.advance(0, description=title)
-                started = time.perf_counter()
-                attack = make_attack(name, self.policy.options, seed=seed, device=self.policy.device)
                 if uses_references(name):
                     assert table is not None
+                    started = time.perf_counter()
+                    attack = make_attack(name, self.policy.options, seed=seed, device=self.policy.device)
                     evaluation_scores, calibration_scores, threshold, source = self._reference_scores(attack, table, shadow_sets)
                     self.seconds["references"] += time.perf_counter() - started
                 else:
-                    attack.fit(
-                        shadow[0],
-                        shadow[1],
-                        on_epoch=lambda epoch, total, title=title: bar.advance(0, description=f"{title} (epoch {epoch}/≤{total})"),
-                    )
-                    evaluation_scores = np.asarray(attack.score(evaluated), dtype=np.float64)
-                    calibration_scores = np.asarray(attack.score(calibration), dtype=np.float64)
-                    threshold, source = attack.threshold, attack.threshold_source
-                    self.seconds["attacks"] += time.perf_counter() - started
+                    work = works[name]
+                    evaluation_scores, calibration_scores = work.evaluation_scores, work.calibration_scores
+                    threshold, source = work.threshold, work.threshold_source
                 scores[name] = evaluation_scores
                 metrics = evaluate_attack(
                     name,
@@ -413,7 +454,6 @@ class _GateRun:
                 if kind == "pruned":
                     self._class_figures(name, evaluation_scores, threshold, rates)
                 bar.advance()
-            bar.advance(0, description=f"attacks on the {kind} model")
         return ModelAudit(kind, holdout_accuracy, self._with_epsilon(measured), scores, membership)
 
     def _reference_scores(self, attack: Any, table: SignalTable, shadow_sets: list[EvaluationSet]) -> tuple[np.ndarray, np.ndarray, float, str]:
@@ -636,8 +676,10 @@ class ShadowQualityError(RuntimeError):
     """A shadow model trained far worse than the victim: the gate refuses to attack with it."""
 
 
-def _accuracy(model: nn.Module, inputs: torch.Tensor, labels: np.ndarray, indices: np.ndarray, device: torch.device) -> float:
-    if len(indices) == 0:
-        return float("nan")
-    predicted = softmax_posteriors(model, inputs, indices, chunk_size=1024, device=device).argmax(axis=1)
-    return float(np.mean(predicted == labels[indices]))
+def _run_work(unit: Any) -> Any:
+    """The unit function for any of the gate's units (one picklable entry point for every backend)."""
+    if isinstance(unit, ShadowUnit):
+        return train_shadow(unit)
+    if isinstance(unit, VictimUnit):
+        return read_victim(unit)
+    return run_attack(unit)

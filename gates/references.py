@@ -130,16 +130,26 @@ def signal_table(
 ) -> SignalTable:
     """One forward pass of every reference model and the victim over `indices` (chunked, no gradients)."""
     rows = np.unique(np.asarray(indices, dtype=np.int64))
-    row_labels = labels[rows]
+    columns = [
+        true_class_signals(softmax_posteriors(model, inputs, rows, chunk_size=1024, device=device), labels[rows])
+        for model in (*references, victim)
+    ]
+    return assemble_table(rows, labels[rows], columns, trained_on)
+
+
+def assemble_table(
+    rows: np.ndarray, row_labels: np.ndarray, columns: Sequence[tuple[np.ndarray, np.ndarray]], trained_on: Sequence[np.ndarray]
+) -> SignalTable:
+    """The table from each model's (true-class probability, logit) on the sorted `rows`: the
+    references' columns first, in the order of `trained_on` (their training rows), the victim's last."""
     confidence, logit, trained = [], [], []
-    for number, (model, seen) in enumerate([*zip(references, trained_on), (victim, np.zeros(0, dtype=np.int64))]):
-        p_y, phi = true_class_signals(softmax_posteriors(model, inputs, rows, chunk_size=1024, device=device), row_labels)
-        if number < len(references) and not np.all(np.isfinite(p_y)):
+    for number, (p_y, phi) in enumerate(columns):
+        if number < len(trained_on) and not np.all(np.isfinite(p_y)):
             # NaN marks "not OUT" in a view: a broken reference must stop the gate, not drop out of it
             raise RuntimeError(f"reference model {number} (a shadow) emits non-finite outputs; refusing to score against it")
         confidence.append(p_y)
         logit.append(phi)
-        trained.append(np.isin(rows, seen))
+        trained.append(np.isin(rows, trained_on[number]) if number < len(trained_on) else np.zeros(len(rows), dtype=bool))
     return SignalTable(rows, row_labels, np.stack(confidence, axis=1), np.stack(logit, axis=1), np.stack(trained, axis=1))
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from prunectl.config import ResolvedRecipe
 from prunectl.config import resolve as resolve_recipe
+from prunectl.executors import Execution, check_execution
 from prunectl.pipeline import PipelineFunction, pipeline_function
 from prunectl.recipe import GateSpec, Recipe
 from prunectl.rundir.load import LoadedRun, load_run, stored_recipe
@@ -28,7 +29,9 @@ from prunectl.stages.release import RunResult, compress
 from prunectl.stages.verify import VerifyResult, verify
 
 __all__ = [
+    "check_execution",
     "compress",
+    "Execution",
     "ExportResult",
     "export",
     "gate",

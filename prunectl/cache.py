@@ -55,7 +55,9 @@ def samples_fingerprint(x: torch.Tensor, y: torch.Tensor, indices: np.ndarray) -
 
 def training_inputs(recipe: Any, x: torch.Tensor, y: torch.Tensor, members: np.ndarray, *, seed: int, device: str) -> dict[str, Any]:
     """What a model trained from scratch by the recipe depends on: samples (in order), architecture,
-    training settings, seed and device. The base checkpoint plays no part (nothing is trained from it)."""
+    training settings, seed, device and torch's intra-op thread count (float results change with
+    it: a model trained at 2 threads is not the one 1 thread trains). The base checkpoint plays
+    no part (nothing is trained from it)."""
     model = asdict(recipe.model)
     model.pop("checkpoint")
     return {
@@ -64,6 +66,7 @@ def training_inputs(recipe: Any, x: torch.Tensor, y: torch.Tensor, members: np.n
         "train": asdict(recipe.train),
         "seed": seed,
         "device": device,
+        "intra_op_threads": torch.get_num_threads(),
     }
 
 

@@ -11,6 +11,8 @@ Points, in the order a run reaches them:
 
 - `round-K-epoch-E`: in round K, after fine-tuning epoch E (1-based), before the round's checkpoint;
 - `round-K`: right after round K's checkpoint was written;
+- `shadow-pipeline`: as each of the gate's shadow pipelines starts, in whichever process runs
+  it (a worker of the local pool or a Ray task: `kill` there is a worker dying);
 - `export`: after the pruned model's files are written into the export staging directory,
   before the dense baseline and before anything is moved into place;
 - `after-command`: after a CLI command returned, before the process exits.

@@ -174,14 +174,16 @@ def run_pipeline(
     progress: Progress | None = None,
     defense: Defense | None = None,
     cache_dir: Path | None = None,
+    data: Dataset | None = None,
 ) -> PipelineOutput:
     """Base model (trained on `member_indices`, or the victim's given checkpoint), then pruned.
 
     `cache_dir` (a `prunectl.cache` root) lets base models and memorization scores be reused
-    across runs and shadows with identical inputs; None computes everything afresh.
+    across runs and shadows with identical inputs; None computes everything afresh. `data` is
+    the recipe's dataset when the caller holds it already (a gate worker's shared copy).
     """
     progress = progress or SilentProgress()
-    data = load_dataset(recipe.data)
+    data = data if data is not None else load_dataset(recipe.data)
     device = resolve_device(recipe.device)
     members = np.asarray(member_indices, dtype=np.int64)
     dev = np.asarray(dev_indices, dtype=np.int64)

@@ -151,3 +151,6 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
         if key.startswith("PRUNECTL_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    # Every gate runs its units in the test's own process unless the executor is the test's subject
+    # (tests/test_executors.py): spawning workers per gate would multiply the suite's time.
+    monkeypatch.setenv("PRUNECTL_WORKERS", "1")

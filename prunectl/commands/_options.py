@@ -25,6 +25,7 @@ SOURCES = "Data and model"
 DEFENSE = "Privacy defense"
 GATE = "Privacy gate"
 RUN = "Run"
+EXECUTION = "Execution (never changes a figure)"
 ARTIFACT = "Release artifact"
 
 RECIPE_FLAGS: dict[str, str] = {}
@@ -120,6 +121,40 @@ Config = Annotated[
 CacheDir = Annotated[
     Optional[Path], typer.Option(help="Cache of base models and memorization scores (default: user cache).", rich_help_panel=RUN)
 ]
+
+Workers = Annotated[
+    Optional[int],
+    typer.Option(
+        min=1,
+        help="Worker processes for the gate's shadows and attacks (env PRUNECTL_WORKERS; default: every core; 1: all in this "
+        "process, for debugging). With --executor ray: the most tasks at once.",
+        rich_help_panel=EXECUTION,
+    ),
+]
+ExecutorName = Annotated[
+    Optional[str],
+    typer.Option(
+        "--executor",
+        help="Where the gate's units run: local (a process pool) or ray (pip install 'prunectl[ray]') "
+        "(env PRUNECTL_EXECUTOR; default: local, or ray when --ray-address is given).",
+        rich_help_panel=EXECUTION,
+    ),
+]
+RayAddress = Annotated[
+    Optional[str],
+    typer.Option(
+        help="The Ray cluster to run on: auto on one of its nodes, or host:port of its head (env PRUNECTL_RAY_ADDRESS; "
+        "default: RAY_ADDRESS, else a Ray instance started on this machine).",
+        rich_help_panel=EXECUTION,
+    ),
+]
+
+
+def execution_from_cli(executor: str | None, workers: int | None, ray_address: str | None) -> Any:
+    """The `prunectl.executors.Execution` the flags (over the environment) ask for; a bad one exits 2."""
+    from prunectl.executors import Execution
+
+    return Execution.from_options(executor, workers, ray_address)
 
 
 def recipe_flags(arguments: dict[str, Any]) -> dict[str, Any]:

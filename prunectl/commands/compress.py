@@ -55,6 +55,9 @@ def compress(
     seed: opt.Seed = None,
     device: opt.Device = None,
     cache_dir: opt.CacheDir = None,
+    workers: opt.Workers = None,
+    executor: opt.ExecutorName = None,
+    ray_address: opt.RayAddress = None,
     resume: Annotated[
         bool,
         typer.Option("--resume", help="Continue the run in --out: finish its pruning, or re-gate a finished one.", rich_help_panel=opt.RUN),
@@ -74,6 +77,7 @@ def compress(
     if resume and overwrite:
         raise RunDirError("--resume and --overwrite contradict each other; pass one")
     resolved = opt.resolve_from_cli(config, opt.recipe_flags(locals()))  # refuses a bad value before torch is imported
+    execution = opt.execution_from_cli(executor, workers, ray_address)
     from prunectl import api
 
     with RichProgress() as progress:
@@ -87,6 +91,7 @@ def compress(
             origins=resolved.origins,
             config_file=resolved.config_file,
             cache_dir=cache_dir,
+            execution=execution,
         )
     print_summary(result)
     if json_output:

@@ -28,6 +28,9 @@ def gate(
     out: Annotated[Optional[Path], typer.Option(help="Run directory when pruning first (default: runs/<recipe name>).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a finished run in --out with a different recipe.")] = False,
     cache_dir: opt.CacheDir = None,
+    workers: opt.Workers = None,
+    executor: opt.ExecutorName = None,
+    ray_address: opt.RayAddress = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the verdict and every figure as JSON on stdout.")] = False,
 ) -> None:
     """Audit the pruned model with shadow-trained membership inference attacks; exit 1 when it leaks.
@@ -39,6 +42,7 @@ def gate(
     from prunectl.progress import RichProgress
 
     flags = opt.recipe_flags(locals())
+    execution = opt.execution_from_cli(executor, workers, ray_address)
     if run is not None:
         if out is not None:
             raise RunDirError(f"RUN ({run}) and --out ({out}) both name a run; pass only RUN to audit an existing run")
@@ -46,15 +50,16 @@ def gate(
 
         settings = opt.resolve_from_cli(config, flags, api.stored_recipe(run)).recipe.gate
         with RichProgress() as progress:
-            outcome = api.gate(run, settings=settings, progress=progress, cache_dir=cache_dir)
+            outcome = api.gate(run, settings=settings, progress=progress, cache_dir=cache_dir, execution=execution)
     else:
         recipe = opt.resolve_from_cli(config, flags).recipe  # refuses a bad value before torch is imported
         from prunectl import api
 
         target = out or Path("runs") / recipe.run_name
+        api.check_execution(execution)
         with RichProgress() as progress:
             api.prune_or_reuse(recipe, target, reuse=True, overwrite=overwrite, progress=progress, cache_dir=cache_dir)
-            outcome = api.gate(target, settings=recipe.gate, progress=progress, cache_dir=cache_dir)
+            outcome = api.gate(target, settings=recipe.gate, progress=progress, cache_dir=cache_dir, execution=execution)
     print_verdict(outcome)
     if json_output:
         print_json(outcome.to_dict())

@@ -42,6 +42,7 @@ class Section(str, Enum):
     DEFENSE = "defense"
     BASE_SOURCE = "base_source"
     SECONDS = "seconds"
+    INTRA_OP_THREADS = "intra_op_threads"
     GATE = "gate"
     EXPORT = "export"
     QUARANTINE = "quarantine"

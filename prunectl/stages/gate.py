@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from gates.errors import GateInputError
+from gates.executor import shared
 from gates.gate import GateInputs, check_feasible, run_gate
 from gates.policy import GatePolicy
 from gates.report import render_all
@@ -25,8 +26,10 @@ from prunectl.config import recipe_sha256
 from prunectl.data import Dataset, Splits
 from prunectl.defenses import defense_label
 from prunectl.errors import PrunectlError
+from prunectl.faults import fault_point
 from prunectl.files import atomic_write_bytes, check_writable, file_sha256, make_directory, replace_directory
-from prunectl.pipeline import pipeline_function
+from prunectl.executors import Execution, check_execution, make_executor
+from prunectl.pipeline import run_pipeline
 from prunectl.progress import Progress, SilentProgress
 from prunectl.quantized import graph_sha256, int8_model, int8_sensitivity_eps, quantizes
 from prunectl.recipe import GateSpec, Recipe
@@ -66,6 +69,7 @@ def gate(
     settings: GateSpec | None = None,
     progress: Progress | None = None,
     cache_dir: str | Path | None = None,
+    execution: Execution | None = None,
 ) -> GateOutcome:
     """Audit a finished run's pruned model (and its original) for membership leakage.
 
@@ -74,8 +78,11 @@ def gate(
     `gate/report.json`, `junit.xml`, `summary.md` and `roc.png`, records the verdict and the
     audited checkpoints' hashes in the manifest, and returns the verdict: check `.passed`.
     Data too small for a meaningful verdict raises a `PrunectlError` before any training.
-    Shadows reuse base models and memorization scores from `cache_dir` (default: the user cache).
+    Shadows reuse base models and memorization scores from `cache_dir` (default: the user cache)
+    and run where `execution` says (default: a local pool on every core; the figures do not
+    depend on it).
     """
+    check_execution(execution)
     loaded = load_run(run_dir)
     audited = loaded.checkpoints_sha256
     check_gate_feasible(loaded.recipe, loaded.data, loaded.splits, settings)  # bad settings lose nothing
@@ -85,7 +92,7 @@ def gate(
     # A new audit supersedes the last verdict at once: a gate that crashes, is killed or is
     # interrupted must not leave an earlier pass on record for these checkpoints.
     manifest.forget(Section.GATE)
-    inputs = gate_inputs(loaded, resolve_cache_dir(cache_dir))
+    inputs = gate_inputs(loaded, resolve_cache_dir(cache_dir), execution)
     result = audit(loaded, settings, progress, inputs=inputs)
     int8_graph = graph_sha256(inputs.pruned_model.onnx_bytes) if quantizes(loaded.recipe) else None
     context = {"versions": library_versions(), "run_dir": str(loaded.path), "checkpoints_sha256": audited}
@@ -105,6 +112,7 @@ def gate(
             "deciding_metrics": headline,
             "checkpoints_sha256": audited,
             "int8_graph_sha256": int8_graph,
+            "execution": inputs.extra_settings["execution"],
             "reports_sha256": {name: file_sha256(path) for name, path in reports.items()},
         },
     )
@@ -118,18 +126,32 @@ def gate_policy(recipe: Recipe, settings: GateSpec | None = None) -> GatePolicy:
     return GatePolicy(**values, options=spec.options, seed=recipe.seed, device=str(resolve_device(recipe.device)))
 
 
-def gate_inputs(loaded: LoadedRun, cache_dir: Path | None = None) -> GateInputs:
-    """A loaded run as the gate sees it; shadows share `cache_dir`. With `export.quantize = "int8"`
+@dataclass(frozen=True)
+class ShadowPipeline:
+    """The gate's shadow trainer: the victim's pipeline with its recipe bound, as a picklable
+    object, so an executor can run it in another process. The dataset is the executor's shared
+    value `dataset` (placed once per worker), never part of the pickled trainer."""
+
+    recipe: Recipe
+    cache_dir: Path | None
+
+    def __call__(self, members: np.ndarray, dev: np.ndarray, seed: int) -> tuple[Any, Any]:
+        fault_point("shadow-pipeline")
+        data = shared("dataset")
+        output = run_pipeline(self.recipe, members, dev, seed, cache_dir=self.cache_dir, data=data)
+        pruned = int8_model(output.pruned_model, self.recipe, data, members) if quantizes(self.recipe) else output.pruned_model
+        return output.base_model, pruned
+
+
+def gate_inputs(loaded: LoadedRun, cache_dir: Path | None = None, execution: Execution | None = None) -> GateInputs:
+    """A loaded run as the gate sees it; shadows share `cache_dir` and run on the executor
+    `execution` describes (default: the local pool on every core). With `export.quantize = "int8"`
     the audited model is the INT8 model that ships, and each shadow's pruned model is quantised
     the same way on its own members (`prunectl.quantized`)."""
     recipe = loaded.recipe
     splits = loaded.splits
-    pipeline = pipeline_function(cache_dir=cache_dir)
     quantized = quantizes(recipe)
-
-    def train_shadow(members: np.ndarray, dev: np.ndarray, seed: int) -> tuple[Any, Any]:
-        base, pruned = pipeline(recipe, members, dev, seed)
-        return base, int8_model(pruned, recipe, loaded.data, members) if quantized else pruned
+    executor = make_executor(execution, str(resolve_device(recipe.device)))
 
     victim = int8_model(loaded.pruned_model, recipe, loaded.data, splits.members) if quantized else loaded.pruned_model
     return GateInputs(
@@ -142,8 +164,11 @@ def gate_inputs(loaded: LoadedRun, cache_dir: Path | None = None) -> GateInputs:
         dev_fraction=len(splits.dev) / (len(splits.members) + len(splits.dev)),
         pruned_model=victim,
         original_model=loaded.base_model,
-        train_shadow=train_shadow,
+        train_shadow=ShadowPipeline(recipe, cache_dir),
+        executor=executor,
+        shared={"dataset": loaded.data},
         extra_settings={
+            "execution": executor.describe(),
             "recipe_sha256": recipe_sha256(recipe),
             "run": recipe.run_name,
             "victim_training": f"the victim's recipe with {defense_label(recipe.defense)}",

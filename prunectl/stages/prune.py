@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from prunectl.cache import ContentCache, resolve_cache_dir, samples_fingerprint
 from prunectl.config import recipe_sha256, to_toml
 from prunectl.data import Dataset, Splits, check_source, load_dataset, make_splits
@@ -230,6 +232,8 @@ def _write_manifest(run: RunDirectory, recipe: Recipe, result: PruneResult, spli
             "defense": result.defense,
             "base_source": result.base_source,
             "seconds": result.seconds,
+            # the victim trains in this process at torch's default thread count (the gate's units at gates.executor.UNIT_THREADS)
+            "intra_op_threads": torch.get_num_threads(),
         },
     )
 

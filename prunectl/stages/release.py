@@ -19,6 +19,7 @@ from typing import Any
 
 from prunectl.config import recipe_sha256
 from prunectl.defenses import defense_label
+from prunectl.executors import Execution, check_execution
 from prunectl.files import atomic_write_text, file_sha256
 from prunectl.progress import Progress, SilentProgress
 from prunectl.recipe import ExportSpec, Recipe
@@ -126,14 +127,17 @@ def compress(
     config_file: str | Path | None = None,
     cache_dir: str | Path | None = None,
     bench_runs: int = 200,
+    execution: Execution | None = None,
 ) -> RunResult:
     """Prune `recipe`, gate the pruned model, and export and benchmark it only if it passed.
 
     `resume=True` continues the run in `out`: an unfinished prune resumes from its last round;
     a finished prune of the same recipe (gate and export settings aside) is gated again without
     retraining. Check `.passed`: a failed gate is a result, not an exception. Bad input raises
-    a `PrunectlError` before anything is written.
+    a `PrunectlError` before anything is written, an executor that cannot run here (Ray missing,
+    a cluster unreachable) included. `execution` says where the gate's units run.
     """
+    check_execution(execution)
     progress = progress or SilentProgress()
     started = time.perf_counter()
     path = Path(out) if out is not None else Path("runs") / recipe.run_name
@@ -145,7 +149,7 @@ def compress(
     seconds["prune"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    outcome = gate(path, settings=recipe.gate, progress=progress, cache_dir=cache_dir)
+    outcome = gate(path, settings=recipe.gate, progress=progress, cache_dir=cache_dir, execution=execution)
     seconds["gate"] = time.perf_counter() - clock
     headline = _gate_headline(outcome)
 

@@ -50,6 +50,13 @@ class ResolvedRecipe:
 
 
 CONFIG_ENV = "PRUNECTL_CONFIG"
+
+# Where the gate's units run (read by `prunectl.executors`): never part of a recipe, since where
+# work runs never changes a figure.
+WORKERS_ENV = "PRUNECTL_WORKERS"
+EXECUTOR_ENV = "PRUNECTL_EXECUTOR"
+RAY_ADDRESS_ENV = "PRUNECTL_RAY_ADDRESS"
+
 CONFIG_NAME = "prunectl.toml"
 
 
@@ -234,7 +241,7 @@ def resolve(
 
 
 # Environment variables that configure prunectl itself rather than a recipe field.
-NON_RECIPE_ENV = frozenset({"PRUNECTL_CACHE_DIR", FAULT_ENV, CONFIG_ENV})
+NON_RECIPE_ENV = frozenset({"PRUNECTL_CACHE_DIR", FAULT_ENV, CONFIG_ENV, WORKERS_ENV, EXECUTOR_ENV, RAY_ADDRESS_ENV})
 
 
 def recipe_sha256(recipe: Recipe) -> str:

@@ -136,6 +136,11 @@ def test_unknown_environment_variables_are_refused():
         resolve(env={"PRUNECTL_TARGET_SPARSITY": "0.9"})
 
 
+@pytest.mark.parametrize("variable", ["PRUNECTL_WORKERS", "PRUNECTL_EXECUTOR", "PRUNECTL_RAY_ADDRESS", "PRUNECTL_CACHE_DIR"])
+def test_variables_that_configure_prunectl_itself_are_not_mistaken_for_recipe_fields(variable):
+    assert resolve(env={variable: "1"}).recipe == resolve(env={}).recipe
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

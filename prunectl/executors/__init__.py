@@ -11,67 +11,12 @@ Each backend is one file here plus one line in :data:`EXECUTORS`.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from typing import Any
 
 from gates.executor import Executor, InlineExecutor
-from prunectl.errors import PrunectlError
+from prunectl.executors.execution import EXECUTORS, Execution, ExecutorError, available_cores
 
-EXECUTORS = {"local": "prunectl.executors.local:LocalExecutor", "ray": "prunectl.executors.ray:RayExecutor"}
-"""Backend name → `module:class`; the class takes (execution, device)."""
-
-WORKERS_ENV = "PRUNECTL_WORKERS"
-EXECUTOR_ENV = "PRUNECTL_EXECUTOR"
-RAY_ADDRESS_ENV = "PRUNECTL_RAY_ADDRESS"
-
-
-class ExecutorError(PrunectlError):
-    """The executor asked for cannot run here (Ray missing, a cluster unreachable): exit 2."""
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-@dataclass(frozen=True)
-class Execution:
-    """How to run the gate's units. Not part of the recipe: it never changes a result.
-
-    `workers` None means every available core (local) or as many tasks as the cluster takes at
-    once (ray); `ray_address` None with `executor = "ray"` starts a Ray instance on this machine
-    (or joins the one `RAY_ADDRESS` names, as `ray.init` does).
-    """
-
-    executor: str = "local"
-    workers: int | None = None
-    ray_address: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.executor not in EXECUTORS:
-            raise ExecutorError(f"unknown executor {self.executor!r}; choose one of: {', '.join(EXECUTORS)}")
-        if self.workers is not None and self.workers < 1:
-            raise ExecutorError(f"workers must be >= 1 (got {self.workers}); 1 runs every unit in this process")
-        if self.ray_address is not None and self.executor != "ray":
-            raise ExecutorError("--ray-address needs --executor ray (or leave --executor unset: an address implies ray)")
-
-    @classmethod
-    def from_options(cls, executor: str | None = None, workers: int | None = None, ray_address: str | None = None) -> Execution:
-        """Flags over `PRUNECTL_EXECUTOR`, `PRUNECTL_WORKERS`, `PRUNECTL_RAY_ADDRESS`; an address alone implies ray."""
-        address = ray_address or os.environ.get(RAY_ADDRESS_ENV) or None
-        chosen = executor or os.environ.get(EXECUTOR_ENV) or ("ray" if address else "local")
-        count: int | None = workers
-        if count is None and os.environ.get(WORKERS_ENV):
-            text = os.environ[WORKERS_ENV]
-            try:
-                count = int(text)
-            except ValueError:
-                raise ExecutorError(f"{WORKERS_ENV}={text!r} is not a whole number of workers; set it to e.g. 2, or unset it") from None
-        return cls(chosen, count, address)
+__all__ = ["EXECUTORS", "Execution", "ExecutorError", "available_cores", "check_execution", "make_executor"]
 
 
 def make_executor(execution: Execution | None, device: str = "cpu") -> Executor:

@@ -34,7 +34,7 @@ import torch
 import torch.multiprocessing  # noqa: F401 - registers the reductions that pass tensors as shared memory
 
 from gates.executor import UNIT_THREADS, OnResult, WorkerLost, run_unit
-from prunectl.executors import Execution, available_cores
+from prunectl.executors.execution import Execution, available_cores
 
 _VALUES: Mapping[str, Any] = {}
 """In a worker: the shared values it was started with."""

@@ -38,7 +38,7 @@ import torch
 
 from gates.executor import UNIT_THREADS, OnResult, WorkerLost, run_unit
 from prunectl.errors import one_line
-from prunectl.executors import Execution, ExecutorError, available_cores
+from prunectl.executors.execution import Execution, ExecutorError, available_cores
 
 INSTALL = "pip install 'prunectl[ray]'"
 CONNECT_TIMEOUT_S = 5.0

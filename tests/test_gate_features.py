@@ -7,10 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 from torch import nn
 
 from conftest import BatchRecorder
-from gates.features import AttackFeatures, compute_features, softmax_posteriors
+from gates.features import AttackFeatures, compute_features, sensitivity_noise, softmax_posteriors
 
 CLASSES = 4
 
@@ -149,6 +150,121 @@ def test_invalid_arguments_raise_value_error(dataset, changes: dict, message: st
     arguments = {"indices": np.arange(5), "num_classes": CLASSES} | changes
     with pytest.raises(ValueError, match=message):
         compute_features(small_model(), inputs, labels, **arguments)
+
+
+
+# ------------------------------------------------------------------------------ the noise directions
+
+MASK64 = (1 << 64) - 1
+GAMMA = 0x9E3779B97F4A7C15
+
+
+def splitmix64_finaliser(z: int) -> int:
+    z &= MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def reference_noise(seed: int, index: int, direction: int, elements: int) -> list[float]:
+    """The module docstring's formula in plain Python integers and math."""
+    pairs = (elements + 1) // 2
+    key = splitmix64_finaliser(splitmix64_finaliser(seed + GAMMA) + (index + 1) * GAMMA)
+    cos, sin = [], []
+    for q in range(pairs):
+        h = splitmix64_finaliser(key + (direction * pairs + q + 1) * GAMMA)
+        low, high = h & 0xFFFFFFFF, h >> 32
+        high -= (high >= 1 << 31) << 32
+        radius = math.sqrt(-2 * math.log((low + 0.5) / 2**32))
+        angle = 2 * math.pi * high / 2**32
+        cos.append(radius * math.cos(angle))
+        sin.append(radius * math.sin(angle))
+    return (cos + sin)[:elements]
+
+
+@pytest.mark.parametrize("seed", [0, 7, -3, 2**63 + 5, 2**70 + 1])
+def test_the_noise_is_the_documented_counter_based_formula(seed: int) -> None:
+    indices, samples, shape = np.array([0, 5, 123456789]), 3, (3, 3)  # 9 elements: an odd count drops a sine
+    noise = sensitivity_noise(indices, samples=samples, shape=shape, seed=seed, dtype=torch.float64)
+    assert noise.shape == (3, samples, *shape) and noise.dtype == torch.float64
+    expected = [[reference_noise(seed, int(i), j, 9) for j in range(samples)] for i in indices]
+    np.testing.assert_allclose(noise.reshape(3, samples, 9).numpy(), np.array(expected), rtol=1e-12, atol=1e-12)
+    single = sensitivity_noise(indices, samples=samples, shape=shape, seed=seed)  # float32: the same draws, rounded
+    assert single.dtype == torch.float32
+    np.testing.assert_allclose(single.numpy(), noise.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_seeds_are_taken_mod_2_to_the_64() -> None:
+    first = sensitivity_noise([4, 9], samples=2, shape=(5,), seed=-1)
+    np.testing.assert_array_equal(first.numpy(), sensitivity_noise([4, 9], samples=2, shape=(5,), seed=2**64 - 1).numpy())
+
+
+def test_the_noise_is_standard_gaussian_and_uncorrelated() -> None:
+    n, samples, elements = 2000, 5, 41  # an odd element count: the last pair's sine is dropped
+    noise = sensitivity_noise(np.arange(n), samples=samples, shape=(elements,), seed=3, dtype=torch.float64).numpy()
+    values = noise.ravel()
+    count = values.size
+    assert np.isfinite(values).all() and np.abs(values).max() <= math.sqrt(66 * math.log(2))
+    assert abs(values.mean()) < 5 / math.sqrt(count)
+    assert abs(values.var() - 1) < 5 * math.sqrt(2 / count)
+    assert abs(np.mean(values**4) - 3) < 5 * math.sqrt(96 / count)  # Var(z^4) = 105 − 9
+    assert abs(np.mean(values**3)) < 5 * math.sqrt(15 / count)
+    assert stats.kstest(values, "norm").pvalue > 1e-3
+    # every element position, taken over samples and directions, is standard on its own
+    per_position = noise.reshape(n * samples, elements)
+    assert np.abs(per_position.mean(axis=0)).max() < 5 / math.sqrt(n * samples)
+    assert np.abs(per_position.var(axis=0) - 1).max() < 5 * math.sqrt(2 / (n * samples))
+
+    def uncorrelated(a: np.ndarray, b: np.ndarray) -> None:
+        a, b = a.ravel(), b.ravel()
+        assert abs(np.corrcoef(a, b)[0, 1]) < 5 / math.sqrt(a.size), "correlated noise"
+
+    pairs = (elements + 1) // 2
+    uncorrelated(noise[..., :-1], noise[..., 1:])  # neighbouring elements
+    uncorrelated(noise[..., : elements - pairs], noise[..., pairs:])  # the cosine and the sine of one pair
+    uncorrelated(noise[:, :-1], noise[:, 1:])  # directions of one sample
+    uncorrelated(noise[:-1], noise[1:])  # neighbouring dataset indices
+    uncorrelated(noise[..., : elements - pairs] ** 2, noise[..., pairs:] ** 2)  # independent, not just uncorrelated
+    other_seed = sensitivity_noise(np.arange(n), samples=samples, shape=(elements,), seed=4, dtype=torch.float64).numpy()
+    assert not np.array_equal(noise, other_seed)
+    uncorrelated(noise, other_seed)  # the same indices under another seed
+
+
+def test_two_indices_or_two_seeds_draw_different_noise() -> None:
+    same = sensitivity_noise([10, 10, 11], samples=4, shape=(2, 8), seed=1).numpy()
+    np.testing.assert_array_equal(same[0], same[1])
+    assert not np.allclose(same[0], same[2])
+    assert not np.allclose(same[0], sensitivity_noise([10], samples=4, shape=(2, 8), seed=2).numpy()[0])
+    assert not np.allclose(same[0, 0], same[0, 1])  # nor do two directions of one sample
+
+
+class InputRecorder(nn.Module):
+    """Keeps a copy of every batch it is given; its logits depend on the input, row by row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(6, CLASSES)
+        self.batches: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.batches.append(x.detach().clone())
+        return self.linear(x.flatten(1))
+
+
+@pytest.mark.parametrize(("chunk_size", "order"), [(256, "sorted"), (7, "sorted"), (3, "reversed"), (1, "shuffled"), (4, "shuffled")])
+def test_a_samples_noise_is_the_same_bits_in_any_chunk_order_or_company(chunk_size: int, order: str) -> None:
+    """Zero inputs and eps = 1: the perturbed inputs the model sees are the noise itself, bit for bit."""
+    samples, shape = 5, (2, 3)
+    inputs, labels = torch.zeros(40, *shape), torch.zeros(40, dtype=torch.int64)
+    indices = np.arange(3, 40, 2)
+    indices = {"sorted": indices, "reversed": indices[::-1], "shuffled": np.random.default_rng(chunk_size).permutation(indices)}[order]
+    model = InputRecorder()
+    compute_features(model, inputs, labels, indices, num_classes=CLASSES, samples=samples, eps=1.0, seed=11, chunk_size=chunk_size)
+    seen = torch.cat(model.batches).flatten(1)
+    perturbed = seen[seen.abs().sum(dim=1) > 0]  # the clean passes are the zero rows
+    assert perturbed.shape[0] == len(indices) * samples
+    expected = sensitivity_noise(indices, samples=samples, shape=shape, seed=11)
+    np.testing.assert_array_equal(perturbed.view(len(indices), samples, *shape).numpy(), expected.numpy())
 
 
 def make_features(n: int, offset: int = 0) -> AttackFeatures:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,3 +63,16 @@ class Execution:
             except ValueError:
                 raise ExecutorError(f"{WORKERS_ENV}={text!r} is not a whole number of workers; set it to e.g. 2, or unset it") from None
         return cls(chosen, count, address)
+
+
+def converted(value: Any, kind: type, convert: Callable[[Any], Any]) -> Any:
+    """`value` with `convert` applied to it if it is a `kind`, else to each of its dataclass fields
+    that is (a shallow copy): how a backend moves a shared dataset's tensors in and out of its store."""
+    if isinstance(value, kind):
+        return convert(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = copy.copy(value)
+        for item in dataclasses.fields(value):
+            if isinstance(getattr(value, item.name), kind):
+                object.__setattr__(value, item.name, convert(getattr(value, item.name)))
+    return value

@@ -19,8 +19,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
-import dataclasses
 import multiprocessing
 import os
 import signal
@@ -34,7 +32,7 @@ import torch
 import torch.multiprocessing  # noqa: F401 - registers the reductions that pass tensors as shared memory
 
 from gates.executor import UNIT_THREADS, OnResult, WorkerLost, run_unit
-from prunectl.executors.execution import Execution, available_cores
+from prunectl.executors.execution import Execution, available_cores, converted
 
 _VALUES: Mapping[str, Any] = {}
 """In a worker: the shared values it was started with."""
@@ -135,14 +133,11 @@ def _in_shared_memory(shared: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _shared_copy(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return torch.empty_like(value).share_memory_().copy_(value) if value.device.type == "cpu" else value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = copy.copy(value)
-        for item in dataclasses.fields(value):
-            if isinstance(getattr(value, item.name), torch.Tensor):
-                object.__setattr__(value, item.name, _shared_copy(getattr(value, item.name)))
-    return value
+    return converted(value, torch.Tensor, _shared_tensor)
+
+
+def _shared_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(tensor).share_memory_().copy_(tensor) if tensor.device.type == "cpu" else tensor
 
 
 def _start_worker(values: Mapping[str, Any], parent: int) -> None:

@@ -22,7 +22,6 @@ the Ray client, work too).
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import logging
 import os
@@ -38,7 +37,7 @@ import torch
 
 from gates.executor import UNIT_THREADS, OnResult, WorkerLost, run_unit
 from prunectl.errors import one_line
-from prunectl.executors.execution import Execution, ExecutorError, available_cores
+from prunectl.executors.execution import Execution, ExecutorError, available_cores, converted
 
 INSTALL = "pip install 'prunectl[ray]'"
 CONNECT_TIMEOUT_S = 5.0
@@ -180,27 +179,17 @@ class _Array:
 
 
 def _portable(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return _Array(value.detach().cpu().numpy())
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = copy.copy(value)
-        for item in dataclasses.fields(value):
-            if isinstance(getattr(value, item.name), torch.Tensor):
-                object.__setattr__(value, item.name, _portable(getattr(value, item.name)))
-    return value
+    return converted(value, torch.Tensor, lambda tensor: _Array(tensor.detach().cpu().numpy()))
 
 
 def _restored(value: Any) -> Any:
-    if isinstance(value, _Array):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # read-only: the units never write to the dataset
-            return torch.from_numpy(value.array)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = copy.copy(value)
-        for item in dataclasses.fields(value):
-            if isinstance(getattr(value, item.name), _Array):
-                object.__setattr__(value, item.name, _restored(getattr(value, item.name)))
-    return value
+    return converted(value, _Array, _tensor_of)
+
+
+def _tensor_of(value: _Array) -> torch.Tensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # read-only: the units never write to the dataset
+        return torch.from_numpy(value.array)
 
 
 def _ray_task(values: Mapping[str, Any], function: Callable[[Any], Any], unit: Any) -> Any:

@@ -70,7 +70,11 @@ def child(workload: str, out: Path, report: Path, workers: int | None) -> None:
     started = time.perf_counter()
     prune(recipe, out=out, overwrite=True)
     prune_seconds = time.perf_counter() - started
-    options: dict[str, Any] = {} if workers is None else {"workers": workers}
+    options: dict[str, Any] = {}
+    if workers is not None:
+        from prunectl.api import Execution  # noqa: PLC0415  # after side only
+
+        options["execution"] = Execution(workers=workers)
     gate_started = time.time()
     started = time.perf_counter()
     outcome = gate(out, **options)
@@ -103,7 +107,9 @@ def measure(side: str, tree: Path, workload: str, workers: int | None) -> dict[s
 
     with tempfile.TemporaryDirectory(prefix="gate-speed-") as scratch:
         report = Path(scratch) / "row.json"
-        env = {**os.environ, "PYTHONPATH": str(tree), "PRUNECTL_CACHE_DIR": str(Path(scratch) / "cache")}
+        # no inherited PRUNECTL_* settings: the before side refuses the ones it does not know
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PRUNECTL_")}
+        env |= {"PYTHONPATH": str(tree), "PRUNECTL_CACHE_DIR": str(Path(scratch) / "cache")}
         command = [sys.executable, str(ROOT / "gate_speed.py"), "--child", workload, "--out", str(Path(scratch) / "run"), "--report", str(report)]
         if workers is not None:
             command += ["--child-workers", str(workers)]
@@ -176,7 +182,7 @@ def main() -> None:
 
 
 def _median(rows: list[dict[str, Any]], key: str) -> float:
-    values = [row["seconds"].get(key, 0.0) if key in STAGES else row[key] for row in rows]
+    values = [row["seconds"].get(key, 0.0) if key in (*STAGES, "units_wall") else row[key] for row in rows]
     return statistics.median(values)
 
 
@@ -196,16 +202,19 @@ def render(saved: dict[str, Any]) -> None:
         "Each cell is the median over the runs (n) of the gate's own `seconds` from `report.json`; every run has a fresh, "
         "empty content cache, so the gate trains every shadow, helper model and attack. Peak RSS is the gate's process "
         "tree (prunectl and its workers), sampled every 0.2 s. Gate policy unchanged between the sides: shadows, "
-        "attacks, evaluation and attack-training sizes.",
+        "attacks, evaluation and attack-training sizes. On the after side the stage columns are work summed over the "
+        "units (shadow pipelines, victim readings, attack trainings) that ran side by side on the workers, so they add "
+        "up to more than the wall time; `units wall` is the wall time of running them all.",
         "",
-        "| workload | side | workers | n | gate wall | shadows | features | references | attacks | peak RSS | gated advantage |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| workload | side | workers | n | gate wall | units wall | shadows | features | references | attacks | peak RSS | gated advantage |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (workload, side, workers), members in sorted(groups.items(), key=lambda item: (WORKLOADS.index(item[0][0]), item[0][1] != "before", item[0][2] or 0)):
         shown_workers = workers if workers is not None else ("default" if side == "after" else "-")
         advantages = ", ".join(f"{m['gated_value']:+.3f}" for m in members if m.get("gated_value") is not None)
         lines.append(
             f"| {workload} | {side} | {shown_workers} | {len(members)} | {_median(members, 'gate_wall_seconds'):.1f} s | "
+            + (f"{_median(members, 'units_wall'):.1f} s | " if all("units_wall" in m["seconds"] for m in members) else "- | ")
             + " | ".join(f"{_median(members, stage):.1f} s" for stage in STAGES[:4])
             + f" | {_median(members, 'peak_rss_mib'):.0f} MiB | {advantages} |"
         )

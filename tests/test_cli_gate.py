@@ -92,13 +92,10 @@ def test_gate_from_a_recipe_prunes_first_and_reuses_the_run_next_time(tmp_path):
 def test_an_error_inside_the_gate_exits_1_not_0_and_the_report_says_why(run_copy, monkeypatch):
     import prunectl.stages.gate
 
-    def failing_pipeline(progress=None, cache_dir=None):
-        def run(recipe, members, dev, seed):
-            raise RuntimeError("out of memory while training shadow")
+    def failing_pipeline(recipe, members, dev, seed, **kwargs):
+        raise RuntimeError("out of memory while training shadow")
 
-        return run
-
-    monkeypatch.setattr(prunectl.stages.gate, "pipeline_function", failing_pipeline)
+    monkeypatch.setattr(prunectl.stages.gate, "run_pipeline", failing_pipeline)
     result = runner.invoke(app, ["gate", str(run_copy), *QUICK, "--max-advantage", "1"])
     assert result.exit_code == 1, result.output
     assert "NOT PASSED" in result.output and "out of memory while training shadow" in result.output

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import gates.gate as gate_module
+import gates.work as work_module
 from conftest import NaNOutputs
 from gates.gate import GatePolicy, run_gate, select_evaluation
 from prunectl.api import load_run
@@ -123,7 +124,7 @@ def test_strict_mode_with_zero_tolerance_fails(loaded):
 
 def test_the_victims_evaluation_samples_never_reach_attack_training(loaded, monkeypatch):
     seen: list[np.ndarray] = []
-    real_make_attack = gate_module.make_attack
+    real_make_attack = work_module.make_attack  # threshold attacks are made in their own unit
 
     def recording_make_attack(name, options=None, **context):
         attack = real_make_attack(name, options, **context)
@@ -136,7 +137,7 @@ def test_the_victims_evaluation_samples_never_reach_attack_training(loaded, monk
         attack.fit = fit
         return attack
 
-    monkeypatch.setattr(gate_module, "make_attack", recording_make_attack)
+    monkeypatch.setattr(work_module, "make_attack", recording_make_attack)
     inputs = gate_inputs(loaded)
     policy = _policy(loaded, attacks=("samia", "confidence"), attack_train_size=100)
     result = run_gate(inputs, policy)
@@ -249,7 +250,7 @@ class _NoSignalAttack:
 
 
 def test_an_attack_that_found_no_signal_is_named_in_the_warnings(loaded, monkeypatch):
-    monkeypatch.setattr(gate_module, "make_attack", lambda name, options=None, **context: _NoSignalAttack())
+    monkeypatch.setattr(work_module, "make_attack", lambda name, options=None, **context: _NoSignalAttack())
     result = run_gate(gate_inputs(loaded), _policy(loaded, attacks=("confidence",)))
     assert result.pruned.metrics("confidence").advantage == 0.0
     assert any("calls every sample a member" in w for w in result.warnings)

@@ -27,30 +27,24 @@ ANY_LEAKAGE_PASSES = ["--shadows", "2", "--attacks", "confidence,loss", "--max-a
 def _shadow_training_crashes(monkeypatch: pytest.MonkeyPatch) -> None:
     import prunectl.stages.gate
 
-    def pipeline(progress=None, cache_dir=None):
-        def run(recipe, members, dev, seed):
-            raise FloatingPointError("training loss became nan; lower the learning rate")
+    def run_pipeline(recipe, members, dev, seed, **kwargs):
+        raise FloatingPointError("training loss became nan; lower the learning rate")
 
-        return run
-
-    monkeypatch.setattr(prunectl.stages.gate, "pipeline_function", pipeline)
+    monkeypatch.setattr(prunectl.stages.gate, "run_pipeline", run_pipeline)
 
 
 def _a_shadow_diverges_to_nan(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
     import prunectl.stages.gate
 
-    real = prunectl.stages.gate.pipeline_function
+    real = prunectl.stages.gate.run_pipeline
 
-    def pipeline(progress=None, cache_dir=None):
-        inner = real(progress=progress, cache_dir=cache_dir)
+    def run_pipeline(recipe, members, dev, seed, **kwargs):
+        output = real(recipe, members, dev, seed, **kwargs)
+        return dataclasses.replace(output, pruned_model=NaNOutputs(output.pruned_model))
 
-        def run(recipe, members, dev, seed):
-            base, pruned = inner(recipe, members, dev, seed)
-            return base, NaNOutputs(pruned)
-
-        return run
-
-    monkeypatch.setattr(prunectl.stages.gate, "pipeline_function", pipeline)
+    monkeypatch.setattr(prunectl.stages.gate, "run_pipeline", run_pipeline)
 
 
 def _the_victim_emits_nan(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,10 +62,10 @@ def _the_victim_emits_nan(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _patch_attack(monkeypatch: pytest.MonkeyPatch, name: str, **methods: Callable[..., object]) -> None:
-    """Every attack named `name` that the gate makes gets `methods` in place of its own."""
-    import gates.gate
+    """Every attack named `name` that the gate's attack units make gets `methods` in place of its own."""
+    import gates.work
 
-    real = gates.gate.make_attack
+    real = gates.work.make_attack
 
     def make_attack(attack_name, options=None, **context):
         attack = real(attack_name, options, **context)
@@ -80,7 +74,7 @@ def _patch_attack(monkeypatch: pytest.MonkeyPatch, name: str, **methods: Callabl
                 setattr(attack, method, replacement)
         return attack
 
-    monkeypatch.setattr(gates.gate, "make_attack", make_attack)
+    monkeypatch.setattr(gates.work, "make_attack", make_attack)
 
 
 def _an_attack_crashes(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,8 +4,8 @@
   CUDA cannot fork at all); a spawned one starts clean, imports what it needs and nothing else.
 - **The dataset is shared, not copied**: the shared values' tensors are moved into shared memory
   once and handed to each worker when it starts; a unit carries only indices.
-- **Signals**: workers ignore SIGINT and SIGTERM. A Ctrl-C in the terminal reaches the whole
-  process group, and only prunectl's own process decides what happens: it kills every worker
+- **Signals**: workers ignore SIGINT and SIGTERM from birth (spawned with both blocked). A
+  Ctrl-C in the terminal reaches the whole process group, and only prunectl's own process decides what happens: it kills every worker
   (SIGKILL, then waits for them) and ends in its one line and 130/143, with no worker
   tracebacks. A worker whose parent vanished (prunectl killed with SIGKILL) exits within a
   second instead of running on as an orphan.
@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -71,7 +73,8 @@ class PoolSession:
         self.processes: dict[int, multiprocessing.Process] = {}
 
     def map(self, function: Callable[[Any], Any], units: Sequence[Any], on_result: OnResult | None = None) -> list[Any]:
-        futures = [self.pool.submit(_run_in_worker, function, unit) for unit in units]
+        with _stop_signals_blocked():  # the pool spawns its workers here: they start with the mask
+            futures = [self.pool.submit(_run_in_worker, function, unit) for unit in units]
         self.processes.update(getattr(self.pool, "_processes", None) or {})
         position = {future: index for index, future in enumerate(futures)}
         results: list[Any] = [None] * len(units)
@@ -95,7 +98,8 @@ class PoolSession:
         return results
 
     def _lost(self, unit: Any) -> str:
-        ended = [_how_it_ended(process.exitcode) for process in self.processes.values() if process.exitcode not in (None, 0)]
+        codes = [_exit_code_if_dead(process) for process in self.processes.values()]
+        ended = [_how_it_ended(code) for code in codes if code not in (None, 0)]
         how = f" ({'; '.join(ended)})" if ended else ""
         return (
             f"a gate worker process died{how} while the pool ran {type(unit).__name__} units; the gate fails closed. "
@@ -115,6 +119,39 @@ class PoolSession:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+
+
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def _stop_signals_blocked() -> Iterator[None]:
+    """SIGINT and SIGTERM blocked in this thread for the duration, and so in every process it spawns.
+
+    A Ctrl-C reaches the whole process group, workers included, and a worker spends its first
+    seconds importing torch, long before `_start_worker` can ignore the signal: born with the
+    signals blocked, it holds them pending until it ignores them (which discards them), instead
+    of dying with a KeyboardInterrupt traceback. In this process a blocked signal is only
+    delayed, never lost: it is delivered when the mask is restored."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _exit_code_if_dead(process: multiprocessing.Process) -> int | None:
+    """A dead worker's exit code; None for a live one.
+
+    The pool's own thread reaps dead workers too, and a `waitpid` that loses that race reads as
+    "still running" for a moment: a worker whose sentinel says it is gone is given a moment for
+    its code to land."""
+    if not multiprocessing.connection.wait([process.sentinel], timeout=0):
+        return None
+    deadline = time.monotonic() + 2.0
+    while process.exitcode is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return process.exitcode
 
 
 def _how_it_ended(exitcode: int | None) -> str:
@@ -142,8 +179,9 @@ def _shared_tensor(tensor: torch.Tensor) -> torch.Tensor:
 
 def _start_worker(values: Mapping[str, Any], parent: int) -> None:
     global _VALUES
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for stop in STOP_SIGNALS:
+        signal.signal(stop, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # what arrived while it started is discarded
     torch.set_num_threads(UNIT_THREADS)
     with contextlib.suppress(RuntimeError):  # already set once in this process
         torch.set_num_interop_threads(UNIT_THREADS)

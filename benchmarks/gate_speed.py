@@ -196,6 +196,8 @@ def render(saved: dict[str, Any]) -> None:
     for row in rows:
         groups.setdefault((row["workload"], row["side"], row.get("workers")), []).append(row)
     lines = [
+        "## gate speed: before vs after issue #17, by stage",
+        "",
         f"Machine: {saved['meta']['machine']}. Date: {saved['meta']['date']}. Command: `{saved['meta']['command']}` "
         "(and the commands in `benchmarks/gate_speed.py`'s docstring). Raw figures: `benchmarks/results/gate_speed.json`.",
         "",

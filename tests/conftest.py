@@ -95,6 +95,17 @@ def make_tiny_recipe(**changes: object) -> Recipe:
     return recipe
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The test process runs torch at one intra-op thread, as the gate's units do.
+
+    The suite's models are tiny, so a second thread buys little, and on a 2-core machine that
+    anything else also uses (CI runners are shared) two OpenMP threads that spin-wait for each
+    other cost far more than they save: SAMIA's relational tests took 40-100 s each at 2 threads
+    beside one busy core, and 5 s at 1. Commands the tests start as subprocesses keep torch's
+    default, as users get it."""
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def tiny_recipe() -> Recipe:
     return make_tiny_recipe()

@@ -168,7 +168,8 @@ def test_load_run_rebuilds_the_channel_pruned_model_exactly_as_trained(channel_r
 
 
 def _prunectl(args: list[str], fault: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
+    # at this process's thread count: the runs it is compared with trained here, and torch's floats depend on it
+    env = {k: v for k, v in os.environ.items() if k != FAULT_ENV} | {"OMP_NUM_THREADS": str(torch.get_num_threads())}
     if fault is not None:
         env[FAULT_ENV] = fault
     return subprocess.run([sys.executable, "-m", "prunectl.cli", *args], capture_output=True, text=True, env=env, timeout=600)

@@ -37,7 +37,7 @@ from torch import nn
 from gates.attacks import make_attack, uses_references
 from gates.calibration import calibrated_rate, epsilon_lower_bound
 from gates.errors import GateInputError
-from gates.executor import Executor, InlineExecutor, InlineSession, Session
+from gates.executor import Executor, InlineExecutor, InlineSession, Session, shared_values, unit_threads
 from gates.exposure import class_exposure, judge
 from gates.features import AttackFeatures
 from gates.metrics import best_threshold, evaluate_attack, resolution
@@ -51,6 +51,7 @@ from gates.shadows import ShadowPlan, ShadowTrainer, plan_shadows
 from gates.work import (
     AttackUnit,
     AttackWork,
+    PreparingTrainer,
     Readings,
     ShadowUnit,
     ShadowWork,
@@ -290,6 +291,7 @@ class _GateRun:
         The shadows go first (they are the long units); a TorchScript victim does not pickle, so
         its readings are taken in this process, at the units' fixed thread count all the same.
         """
+        self._prepare_shadows(session, plans, shared)
         scored = np.concatenate([self.evaluation.indices, self.data.calibration])
         shadow_units = [ShadowUnit(self.inputs.train_shadow, plan, chosen.indices, readings) for plan, chosen in zip(plans, shadow_sets)]
         victim_units = [VictimUnit(kind, self._victim_model(kind), scored, self.inputs.holdout, readings) for kind in kinds]
@@ -314,6 +316,22 @@ class _GateRun:
             self.seconds["features"] += work.seconds["features"]
             self.seconds["references"] += work.seconds["references"]
         return shadows, victims
+
+    def _prepare_shadows(self, session: Session, plans: tuple[ShadowPlan, ...], shared: dict[str, Any]) -> None:
+        """The trainer's preparation units (`gates.work.PreparingTrainer`), if it has any, on the executor."""
+        trainer = self.inputs.train_shadow
+        if not isinstance(trainer, PreparingTrainer):
+            return
+        with shared_values(shared), unit_threads():
+            units = trainer.preparation(plans)
+        if not units:
+            return
+        started = time.perf_counter()
+        with self.progress.task(f"shadow helper models ({len(units)})", total=len(units)) as bar:
+            results = session.map(_run_work, units, on_result=lambda position, result: bar.advance())
+        with shared_values(shared), unit_threads():
+            trainer.prepared(units, results)
+        self.seconds["preparation_wall"] = time.perf_counter() - started
 
     def _run_attacks(
         self,
@@ -682,4 +700,6 @@ def _run_work(unit: Any) -> Any:
         return train_shadow(unit)
     if isinstance(unit, VictimUnit):
         return read_victim(unit)
-    return run_attack(unit)
+    if isinstance(unit, AttackUnit):
+        return run_attack(unit)
+    return unit.run()  # a PreparingTrainer's preparation unit

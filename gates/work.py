@@ -6,6 +6,8 @@
   The models never leave the worker.
 - :func:`read_victim`: the same readings of one victim model (pruned or original).
 - :func:`run_attack`: one attack fitted on shadow features and scoring the victim's.
+- a :class:`PreparingTrainer`'s preparation units: work the shadow trainer splits out of its
+  pipelines (a WeMem shadow's memorization-score helper models), run before the shadows.
 
 Inputs and outputs are arrays and small dataclasses, so a unit pickles cheaply; the dataset is
 the executor's shared value `inputs` (and `labels`), never part of a unit. Every seed comes from
@@ -16,7 +18,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -30,6 +33,27 @@ from gates.seeds import derive_seed
 from gates.shadows import ShadowPlan, ShadowTrainer
 
 KINDS = ("original", "pruned")
+
+
+class PreparationUnit(Protocol):
+    """An independent piece of a shadow pipeline's work; `run()` returns a picklable result."""
+
+    def run(self) -> Any: ...
+
+
+@runtime_checkable
+class PreparingTrainer(Protocol):
+    """A shadow trainer that splits independent work out of its pipelines, so that it spreads
+    over the executor's workers instead of running inside one shadow after another.
+
+    The gate calls `preparation(plans)` in its own process (the executor's shared values
+    readable with `shared`, at the units' thread count), runs the units it returns on the
+    executor, hands their results to `prepared(units, results)` (in this process again), and
+    only then runs the shadow pipelines, which find what was prepared (in a content cache)."""
+
+    def preparation(self, plans: Sequence[ShadowPlan]) -> list[PreparationUnit]: ...
+
+    def prepared(self, units: list[PreparationUnit], results: list[Any]) -> None: ...
 
 
 @dataclass(frozen=True)

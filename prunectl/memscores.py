@@ -121,6 +121,49 @@ class HelperOutcomes:
         return _scores(self.correct[rows], self.included[rows])
 
 
+@dataclass(frozen=True, eq=False)
+class HelperPlan:
+    """One helper model: its row among the K, the positions (into the sorted members) of its
+    training half, and its seeds. A plan is all a helper needs, so each can be trained anywhere."""
+
+    row: int
+    chosen: np.ndarray
+    init_seed: int
+    fit_seed: int
+
+
+def plan_helpers(member_count: int, *, models: int, seed: int) -> list[HelperPlan]:
+    """The `models` helpers' halves of `member_count` sorted members, in complementary pairs (rows 2p, 2p+1)."""
+    if models < 2 or models % 2:
+        raise ValueError(f"memorization scores need an even number of models >= 2, got {models}")
+    rng = np.random.default_rng(derive_seed(seed, "memscore-halves"))
+    plans = []
+    for pair in range(models // 2):
+        order = rng.permutation(member_count)
+        for side, chosen in enumerate((order[: member_count // 2], order[member_count // 2 :])):
+            init, fit = (derive_seed(seed, f"memscore-{what}", pair, side) for what in ("init", "fit"))
+            plans.append(HelperPlan(2 * pair + side, chosen, init, fit))
+    return plans
+
+
+def train_helper(data: Dataset, members: np.ndarray, plan: HelperPlan, *, build_model: BuildModel, fit: FitModel, device: torch.device) -> np.ndarray:
+    """Train one helper on its half of the sorted `members`: whether it gets each member right."""
+    model = build_model(plan.init_seed)
+    fit(model, members[plan.chosen], plan.fit_seed)
+    predictions = predict_logits_at(model, data, members, device=device).argmax(dim=1)
+    return (predictions == data.y[torch.as_tensor(members)]).numpy()
+
+
+def collect(members: np.ndarray, plans: list[HelperPlan], correct: list[np.ndarray]) -> HelperOutcomes:
+    """The helpers' outcomes as one table, from their plans and `train_helper` results (in plan order)."""
+    included = np.zeros((len(plans), len(members)), dtype=bool)
+    table = np.zeros((len(plans), len(members)), dtype=bool)
+    for plan, row in zip(plans, correct, strict=True):
+        included[plan.row, plan.chosen] = True
+        table[plan.row] = row
+    return HelperOutcomes(members, included, table)
+
+
 def train_helpers(
     data: Dataset,
     members: np.ndarray,
@@ -132,27 +175,17 @@ def train_helpers(
     device: torch.device,
     progress: Progress | None = None,
 ) -> HelperOutcomes:
-    """Train `models` helper models on complementary halves of `members` (pairs: rows 2p, 2p+1)."""
-    if models < 2 or models % 2:
-        raise ValueError(f"memorization scores need an even number of models >= 2, got {models}")
+    """Train `models` helper models on complementary halves of `members`, one after another here
+    (the gate runs a shadow's helpers as units of their own: `prunectl.stages.gate`)."""
     progress = progress or SilentProgress()
     members = np.sort(np.asarray(members, dtype=np.int64))
-    labels = data.y[torch.as_tensor(members)]
-    rng = np.random.default_rng(derive_seed(seed, "memscore-halves"))
-    correct = np.zeros((models, len(members)), dtype=bool)
-    included = np.zeros((models, len(members)), dtype=bool)
+    plans = plan_helpers(len(members), models=models, seed=seed)
+    correct = []
     with progress.task(f"memorization scores ({models} models on halves of {len(members)} members)", total=models) as bar:
-        for pair in range(models // 2):
-            order = rng.permutation(len(members))
-            for side, chosen in enumerate((order[: len(members) // 2], order[len(members) // 2 :])):
-                row = 2 * pair + side
-                model = build_model(derive_seed(seed, "memscore-init", pair, side))
-                fit(model, members[chosen], derive_seed(seed, "memscore-fit", pair, side))
-                predictions = predict_logits_at(model, data, members, device=device).argmax(dim=1)
-                correct[row] = (predictions == labels).numpy()
-                included[row, chosen] = True
-                bar.advance()
-    return HelperOutcomes(members, included, correct)
+        for plan in plans:
+            correct.append(train_helper(data, members, plan, build_model=build_model, fit=fit, device=device))
+            bar.advance()
+    return collect(members, plans, correct)
 
 
 def estimate(outcomes: HelperOutcomes) -> MemScores:
@@ -179,6 +212,29 @@ def cache_inputs(recipe: Recipe, data: Dataset, members: np.ndarray, *, models: 
     return {**training_inputs(recipe, data.x, data.y, ordered, seed=seed, device=device.type), "members": int(len(members)), "models": models}
 
 
+def cache_entry(recipe: Recipe, data: Dataset, members: np.ndarray, *, seed: int, device: torch.device, cache_dir: Path) -> tuple[CacheEntry, dict[str, Any]]:
+    """The content-cache entry of the scores a pipeline with seed `seed` uses, and what keys it
+    (at this process's thread count: call it where the helpers train, or under the same count)."""
+    inputs = cache_inputs(recipe, data, members, models=recipe.defense.memscore_models, seed=helper_seed(seed), device=device)
+    return ContentCache(cache_dir).entry(CACHE_KIND, inputs, ".npz"), inputs
+
+
+def helper_seed(seed: int) -> int:
+    """The helpers' seed, from the pipeline's (the run's, or a shadow's)."""
+    return derive_seed(seed, "memscore")
+
+
+def store(entry: CacheEntry, inputs: dict[str, Any], scores: MemScores, cache_dir: Path) -> MemScores:
+    """Write `scores` to the cache entry (atomically) and return them with the entry recorded."""
+    buffer = io.BytesIO()
+    split_half = math.nan if scores.split_half_spearman is None else scores.split_half_spearman
+    np.savez(buffer, indices=scores.indices, values=scores.values, models=np.int64(scores.models), split_half=np.float64(split_half))
+    atomic_write_bytes(entry.path, buffer.getvalue())
+    ContentCache(cache_dir).describe(entry, inputs)
+    cache_record = {**entry.to_dict(), "hit": False}
+    return MemScores(scores.indices, scores.values, scores.models, scores.split_half_spearman, "computed", str(entry.path), cache_record)
+
+
 def cached_estimate(
     recipe: Recipe,
     data: Dataset,
@@ -196,31 +252,16 @@ def cached_estimate(
     `seed` is the pipeline's seed (the run's, or a shadow's), so a run and `prunectl memscore`
     for the same recipe share one entry. K is the recipe's `defense.memscore_models`.
     """
-    models = recipe.defense.memscore_models
-    helper_seed = derive_seed(seed, "memscore")
-    entry = None
     if cache_dir is not None:
-        cache = ContentCache(cache_dir)
-        inputs = cache_inputs(recipe, data, members, models=models, seed=helper_seed, device=device)
-        entry = cache.entry(CACHE_KIND, inputs, ".npz")
+        entry, inputs = cache_entry(recipe, data, members, seed=seed, device=device, cache_dir=cache_dir)
         if entry.exists:
             return dataclasses.replace(_read_entry(entry), cache={**entry.to_dict(), "hit": True}), entry, True
-    outcomes = train_helpers(data, members, models=models, seed=helper_seed, build_model=build_model, fit=fit, device=device, progress=progress)
+    models = recipe.defense.memscore_models
+    outcomes = train_helpers(data, members, models=models, seed=helper_seed(seed), build_model=build_model, fit=fit, device=device, progress=progress)
     scores = estimate(outcomes)
-    if entry is None:
+    if cache_dir is None:
         return scores, None, False
-    buffer = io.BytesIO()
-    np.savez(
-        buffer,
-        indices=scores.indices,
-        values=scores.values,
-        models=np.int64(models),
-        split_half=np.float64(math.nan if scores.split_half_spearman is None else scores.split_half_spearman),
-    )
-    atomic_write_bytes(entry.path, buffer.getvalue())
-    cache.describe(entry, inputs)
-    cache_record = {**entry.to_dict(), "hit": False}
-    return MemScores(scores.indices, scores.values, models, scores.split_half_spearman, "computed", str(entry.path), cache_record), entry, False
+    return store(entry, inputs, scores, cache_dir), entry, False
 
 
 def _read_entry(entry: CacheEntry) -> MemScores:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from conftest import make_tiny_recipe
 from torch import nn
 from typer.testing import CliRunner
 
+from gates.executor import shared_values, unit_threads
+from gates.shadows import ShadowPlan
 from prunectl import api, pipeline
 from prunectl.cli import app
 from prunectl.data import Dataset, load_dataset
@@ -24,6 +27,7 @@ from prunectl.memscores import MemscoreError, MemScores, read_csv, write_csv
 from prunectl.models import fresh_model
 from prunectl.pipeline import fit_like_base
 from prunectl.recipe import Recipe
+from prunectl.stages.gate import ShadowPipeline
 
 CPU = torch.device("cpu")
 runner = CliRunner()
@@ -458,3 +462,51 @@ def test_a_second_run_with_another_defense_reuses_the_cached_base_model_and_a_ne
     reseeded = api.prune(dataclasses.replace(undefended, seed=1), out=tmp_path / "seed1", cache_dir=cache_dir)
     assert reseeded.base_source == "trained"
     assert len(_entries(cache_dir, "base-models", ".pt")) == 2
+
+
+# -- a gate's WeMem shadows: helper models as units of their own --------------------------------
+
+
+def _shadow_plan(seed: int = 123) -> ShadowPlan:
+    return ShadowPlan(index=2, seed=seed, members=np.arange(399, 299, -1), dev=np.arange(400, 420), nonmembers=np.arange(420, 500))
+
+
+def test_a_shadows_helper_models_split_into_units_store_the_scores_its_own_pipeline_computes(tmp_path, monkeypatch):
+    """The gate spreads a WeMem shadow's K helpers over its workers (`ShadowPipeline.preparation`):
+    each unit trains one helper from its own plan, in any order, after a pickle round trip, and
+    the scores stored for the shadow are bit for bit those its pipeline computes in one piece;
+    the pipeline then finds them in the cache and trains no helper."""
+    data, plan = load_dataset(WEMEM_RECIPE.data), _shadow_plan()
+    trainer = ShadowPipeline(WEMEM_RECIPE, cache_dir=tmp_path / "split")
+    helpers = {**pipeline.helper_trainers(WEMEM_RECIPE, data), "device": CPU}
+    with shared_values({"dataset": data}), unit_threads():
+        units = trainer.preparation([plan])
+        assert sorted(unit.plan.row for unit in units) == [0, 1, 2, 3] and {unit.shadow for unit in units} == {2}
+        results = [pickle.loads(pickle.dumps(unit)).run() for unit in reversed(units)][::-1]
+        trainer.prepared(units, results)
+        assert trainer.preparation([plan]) == [], "stored: nothing is left to prepare"
+        whole, _, _ = memscore.cached_estimate(WEMEM_RECIPE, data, plan.members, seed=plan.seed, **helpers, cache_dir=tmp_path / "whole")
+        _forbid_training(monkeypatch)
+        split, _, hit = memscore.cached_estimate(WEMEM_RECIPE, data, plan.members, seed=plan.seed, **helpers, cache_dir=tmp_path / "split")
+    assert hit
+    assert np.array_equal(split.indices, whole.indices) and np.array_equal(split.values, whole.values)
+    assert split.split_half_spearman == whole.split_half_spearman
+
+
+@pytest.mark.parametrize(
+    ("recipe", "cache"), [(CACHE_RECIPE, True), (WEMEM_RECIPE, False)], ids=["a defense without memorization scores", "no content cache"]
+)
+def test_shadows_prepare_nothing_without_a_memorization_defense_or_a_cache(recipe, cache, tmp_path):
+    trainer = ShadowPipeline(recipe, cache_dir=tmp_path / "cache" if cache else None)
+    with shared_values({"dataset": load_dataset(recipe.data)}):
+        assert trainer.preparation([_shadow_plan()]) == []
+
+
+def test_a_wemem_gate_trains_its_shadows_helpers_as_units_before_the_shadows(tmp_path):
+    """In a real gate: the preparation stage ran, and every shadow's scores are in the cache beside the victim's."""
+    recipe = make_tiny_recipe(defense__name="wemem", defense__memscore_models=4, gate__shadows=2, gate__bootstrap=200)
+    cache_dir = tmp_path / "cache"
+    api.prune(recipe, out=tmp_path / "run", cache_dir=cache_dir)
+    result = api.gate(tmp_path / "run", cache_dir=cache_dir, execution=api.Execution(workers=1)).result
+    assert result.seconds["preparation_wall"] > 0
+    assert len(_entries(cache_dir, "memscores", ".npz")) == 3, "the victim's and one per shadow"

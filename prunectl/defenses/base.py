@@ -78,6 +78,9 @@ class Defense:
     name: ClassVar[str] = "none"
     summary: ClassVar[str] = "plain fine-tuning"
     Settings: ClassVar[type | None] = None
+    uses_memorization_scores: ClassVar[bool] = False
+    """True when `setup` asks for `memorization_scores`: the gate then trains a shadow's helper
+    models as units of their own, spread over its workers (`prunectl.stages.gate`)."""
 
     def __init__(self, settings: Any = None) -> None:
         self.settings = settings

@@ -134,6 +134,7 @@ class WeMemDefense(Defense):
     name = "wemem"
     summary = "WeMem: weaken memorization with sliding windows and risky-sample decay (Shang et al. 2025)"
     Settings = WeMemSettings
+    uses_memorization_scores = True
 
     def __init__(self, settings: WeMemSettings | None = None) -> None:
         settings = settings if settings is not None else WeMemSettings()

@@ -18,6 +18,7 @@ shows medians.
     .venv/bin/python benchmarks/gate_speed.py --before-tree /tmp/before --workloads demo,leaky-mlp --repeats 3
     .venv/bin/python benchmarks/gate_speed.py --before-tree /tmp/before --workloads cnn --repeats 1
     .venv/bin/python benchmarks/gate_speed.py --sides after --workloads demo --workers 1,2   # worker scaling
+    .venv/bin/python benchmarks/gate_speed.py --sides after --workloads demo --workers 2 --executor ray
     .venv/bin/python benchmarks/gate_speed.py --render-only
 """
 
@@ -63,7 +64,7 @@ def workload_flags(workload: str) -> dict[str, Any]:
     }
 
 
-def child(workload: str, out: Path, report: Path, workers: int | None) -> None:
+def child(workload: str, out: Path, report: Path, workers: int | None, executor: str = "local") -> None:
     """Prune then gate one workload with the prunectl on sys.path; write the figures to `report`."""
     import prunectl  # noqa: PLC0415
     from prunectl.api import gate, prune  # noqa: PLC0415
@@ -74,10 +75,10 @@ def child(workload: str, out: Path, report: Path, workers: int | None) -> None:
     prune(recipe, out=out, overwrite=True)
     prune_seconds = time.perf_counter() - started
     options: dict[str, Any] = {}
-    if workers is not None:
+    if workers is not None or executor != "local":
         from prunectl.api import Execution  # noqa: PLC0415  # after side only
 
-        options["execution"] = Execution(workers=workers)
+        options["execution"] = Execution(executor, workers=workers)
     gate_started = time.time()
     started = time.perf_counter()
     outcome = gate(out, **options)
@@ -104,7 +105,7 @@ def child(workload: str, out: Path, report: Path, workers: int | None) -> None:
     )
 
 
-def measure(side: str, tree: Path, workload: str, workers: int | None) -> dict[str, Any]:
+def measure(side: str, tree: Path, workload: str, workers: int | None, executor: str = "local") -> dict[str, Any]:
     """One child run of `workload` on the code in `tree`, with the peak RSS of its process tree."""
     import psutil  # noqa: PLC0415
 
@@ -116,6 +117,9 @@ def measure(side: str, tree: Path, workload: str, workers: int | None) -> dict[s
         command = [sys.executable, str(ROOT / "gate_speed.py"), "--child", workload, "--out", str(Path(scratch) / "run"), "--report", str(report)]
         if workers is not None:
             command += ["--child-workers", str(workers)]
+        if executor != "local":
+            command += ["--child-executor", executor]
+            env["RAY_USAGE_STATS_ENABLED"] = "0"
         process = subprocess.Popen(command, env=env, cwd=str(tree))
         samples: list[tuple[float, int]] = []
         done = threading.Event()
@@ -139,7 +143,8 @@ def measure(side: str, tree: Path, workload: str, workers: int | None) -> dict[s
             raise SystemExit(f"{side} {workload}: the child exited {code}")
         row = json.loads(report.read_text())
     during = [rss for at, rss in samples if row["gate_started"] <= at <= row["gate_ended"]]
-    return {"side": side, "workload": workload, "workers": workers, "peak_rss_mib": max(during, default=0) / 2**20, **row}
+    label = side if executor == "local" else f"{side}, {executor}"
+    return {"side": label, "workload": workload, "workers": workers, "executor": executor, "peak_rss_mib": max(during, default=0) / 2**20, **row}
 
 
 def main() -> None:
@@ -151,12 +156,14 @@ def main() -> None:
     parser.add_argument("--workers", default="", help="after side only: comma-separated worker counts (default: prunectl's default)")
     parser.add_argument("--render-only", action="store_true")
     parser.add_argument("--child", choices=WORKLOADS, help=argparse.SUPPRESS)
+    parser.add_argument("--executor", default="local", choices=("local", "ray"), help="after side only: the gate's executor")
     parser.add_argument("--child-workers", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child-executor", default="local", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--report", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.out, args.report, args.child_workers)
+        child(args.child, args.out, args.report, args.child_workers, args.child_executor)
         return
     if args.render_only:
         render(json.loads(RESULTS.read_text()))
@@ -175,7 +182,7 @@ def main() -> None:
         for workload in args.workloads.split(","):
             for side in sides:
                 for workers in worker_counts if side == "after" else [None]:
-                    row = measure(side, trees[side], workload, workers)
+                    row = measure(side, trees[side], workload, workers, args.executor if side == "after" else "local")
                     row.update(repeat=repeat, date=saved["meta"]["date"], machine=saved["meta"]["machine"], command=saved["meta"]["command"])
                     saved["rows"].append(row)
                     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -230,6 +237,11 @@ def render(saved: dict[str, Any]) -> None:
         if before and after:
             ratio = _median(after, "gate_wall_seconds") / _median(before, "gate_wall_seconds")
             ratios.append(f"- {workload}: after / before gate wall time = **{ratio:.2f}×** (goal ≤ 0.5×: {'met' if ratio <= 0.5 else 'missed'})")
+    for (workload, side, workers), members in groups.items():
+        local = groups.get((workload, "after", workers))
+        if side == "after, ray" and local:
+            ratio = _median(members, "gate_wall_seconds") / _median(local, "gate_wall_seconds")
+            ratios.append(f"- {workload}: ray / local at {workers} workers, gate wall time = **{ratio:.2f}×**")
     if ratios:
         lines += ["", *ratios]
     if saved.get("reading"):

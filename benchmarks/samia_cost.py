@@ -397,9 +397,9 @@ def simulated(traced: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def workload_ratio(traced: list[dict[str, Any]], candidate: str, baseline: str = "today p5") -> float:
-    """SAMIA's whole cost in one gate (both models, summed over seeds) under `candidate` / `baseline`."""
-    replays = simulated(traced)
+def workload_ratio(replays: list[dict[str, Any]], candidate: str, baseline: str = "today p5") -> float:
+    """SAMIA's whole cost in one gate (both models, summed over seeds) under `candidate` / `baseline`,
+    from `simulated` replays."""
     total = {name: sum(r["seconds"] for r in replays if r["candidate"] == name) for name in (candidate, baseline)}
     return total[candidate] / total[baseline]
 
@@ -473,14 +473,15 @@ def render(saved: dict[str, Any]) -> str:
             lines += ["Measured runs:", "", *_table(summarise(fits, "today")), ""]
         traced = [f for f in saved.get("traced", []) if f["workload"] == workload]
         if traced:
+            replays = simulated(traced)
             lines += [
                 "Traced runs replayed at a shorter patience or epoch cap (the same run, stopped at a prefix of its epochs; "
                 "the ratio is to today's settings, patience 5 and at most 40 epochs):",
                 "",
-                *_table(summarise(simulated(traced), "today p5")),
+                *_table(summarise(replays, "today p5")),
                 "",
                 f"SAMIA's whole cost in this gate (both models, all seeds) at the new default `{DEFAULT_REPLAY}`: "
-                f"**{workload_ratio(traced, DEFAULT_REPLAY):.2f}×** today's.",
+                f"**{workload_ratio(replays, DEFAULT_REPLAY):.2f}×** today's.",
                 "",
             ]
     for key, prof in saved.get("profiles", {}).items():

@@ -17,8 +17,8 @@ the unit, so a unit's result does not depend on where, when or next to what it r
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np

@@ -38,15 +38,6 @@ CACHE_RECIPE = make_tiny_recipe(data__members=100, train__epochs=10)
 WEMEM_RECIPE = dataclasses.replace(CACHE_RECIPE, defense=dataclasses.replace(CACHE_RECIPE.defense, name="wemem", memscore_models=4))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread is many times faster than two contending."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _entries(cache_dir: Path, kind: str, suffix: str) -> list[Path]:
     return sorted((cache_dir / kind).glob(f"*{suffix}"))
 

@@ -5,9 +5,9 @@
 - **The dataset is shared, not copied**: the shared values' tensors are moved into shared memory
   once and handed to each worker when it starts; a unit carries only indices.
 - **Signals**: workers ignore SIGINT and SIGTERM from birth (spawned with both blocked). A
-  Ctrl-C in the terminal reaches the whole process group, and only prunectl's own process decides what happens: it kills every worker
-  (SIGKILL, then waits for them) and ends in its one line and 130/143, with no worker
-  tracebacks. A worker whose parent vanished (prunectl killed with SIGKILL) exits within a
+  Ctrl-C in the terminal reaches the whole process group, and only prunectl's own process
+  decides what happens: it kills every worker (SIGKILL, then waits for them) and ends in its one
+  line and 130/143, with no worker tracebacks. A worker whose parent vanished (prunectl killed with SIGKILL) exits within a
   second instead of running on as an orphan.
 - **A worker that dies** (killed, out of memory) fails the gate closed: the units it took are
   not retried here, and the gate's verdict is "error" (exit 1), naming how the worker ended.

@@ -22,7 +22,7 @@ from prunectl import api
 from prunectl.config import to_toml
 from prunectl.errors import IntegrityError
 from prunectl.faults import FAULT_ENV
-from prunectl.models import SmallCNN
+from prunectl.models import SmallCNN, is_channels_last
 from prunectl.pruning.channels import (
     ChannelPlan,
     ChannelPruner,
@@ -165,6 +165,7 @@ def test_load_run_rebuilds_the_channel_pruned_model_exactly_as_trained(channel_r
     assert state.keys() == last_round["model"].keys()
     assert all(torch.equal(state[k], last_round["model"][k]) for k in state)
     assert loaded.checkpoints_sha256.keys() == {"base.pt", "pruned.pt", "plan.json"}
+    assert is_channels_last(loaded.pruned_model), "Torch-Pruning's sliced weights are put back in the builtin CNN's layout"
 
 
 def _prunectl(args: list[str], fault: str | None = None) -> subprocess.CompletedProcess:

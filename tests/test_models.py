@@ -1,5 +1,6 @@
 """Model sources build networks that fit the data and load weights without executing code."""
 
+import copy
 import pickle
 
 import pytest
@@ -13,6 +14,7 @@ from prunectl.models import (
     build_model,
     check_source,
     has_base_weights,
+    is_channels_last,
     load_state_dict_file,
 )
 from prunectl.recipe import ModelSpec
@@ -34,6 +36,23 @@ def test_builtin_cnn_and_mlp_fit_the_data():
     mlp = _build("builtin:mlp", TABLE, widths=(16, 8))
     assert mlp(torch.zeros(3, 6)).shape == (3, 3)
     assert [m.out_features for m in mlp.modules() if isinstance(m, nn.Linear)] == [16, 8, 3]
+
+
+def test_the_builtin_cnn_keeps_its_conv_weights_channels_last_and_computes_the_same_function():
+    torch.manual_seed(0)
+    cnn = _build("builtin:cnn", DataShape((1, 28, 28), 10))
+    assert is_channels_last(cnn), "oneDNN's fast CPU layout (benchmarks/layout.py)"
+    contiguous = copy.deepcopy(cnn).to(memory_format=torch.contiguous_format)
+    assert not is_channels_last(contiguous)
+    assert cnn.state_dict().keys() == contiguous.state_dict().keys()
+    x = torch.randn(16, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(cnn(x), contiguous(x), rtol=1e-5, atol=1e-6)
+
+
+def test_models_the_user_brings_keep_the_layout_they_were_built_with():
+    # a user's forward may `.view()` a conv activation, which a channels-last tensor refuses
+    assert not is_channels_last(_build("torchvision:resnet18", DataShape((3, 32, 32), 10)))
 
 
 def test_builtin_cnn_refuses_tabular_data():

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from prunectl.errors import PrunectlError
+from prunectl.models import is_channels_last, to_channels_last
 from prunectl.pruning.masks import LayerSparsity, SparsityReport, is_prunable, prunable_weight_names
 
 PLAN_FORMAT = "prunectl-channel-plan/1"
@@ -367,6 +368,7 @@ def apply_steps(model: nn.Module, graph: Any, steps: Sequence[PlanStep]) -> None
     must be one of the model's conv or linear layers, the indices distinct, in range, and must
     leave at least one channel."""
     modules = dict(model.named_modules())
+    channels_last = is_channels_last(model)
     for step in steps:
         module = modules.get(step.module)
         if module is None or not is_prunable(module):
@@ -382,6 +384,8 @@ def apply_steps(model: nn.Module, graph: Any, steps: Sequence[PlanStep]) -> None
         with torch.no_grad():
             group = graph.get_pruning_group(module, pruner.prune_out_channels, list(step.indices))
             group.prune(record_history=False)
+    if channels_last:  # Torch-Pruning's sliced weights come back contiguous
+        to_channels_last(model)
 
 
 def replay(model: nn.Module, plan: ChannelPlan, example: torch.Tensor) -> nn.Module:

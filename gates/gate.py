@@ -57,9 +57,7 @@ from gates.work import (
     ShadowWork,
     VictimUnit,
     VictimWork,
-    read_victim,
-    run_attack,
-    train_shadow,
+    run_work,
 )
 
 MODEL_KINDS = ("original", "pruned")
@@ -306,8 +304,8 @@ class _GateRun:
                     done += 1
                     bar.advance(description=f"shadow models ({done}/{len(plans)})")
 
-            results = session.map(_run_work, [*shadow_units, *portable], on_result=finished)
-            results += InlineSession(shared).map(_run_work, local)
+            results = session.map(run_work, [*shadow_units, *portable], on_result=finished)
+            results += InlineSession(shared).map(run_work, local)
         shadows = results[: len(shadow_units)]
         victims = {work.kind: work for work in results[len(shadow_units) :]}
         for work in shadows:
@@ -328,7 +326,7 @@ class _GateRun:
             return
         started = time.perf_counter()
         with self.progress.task(f"shadow helper models ({len(units)})", total=len(units)) as bar:
-            results = session.map(_run_work, units, on_result=lambda position, result: bar.advance())
+            results = session.map(run_work, units, on_result=lambda position, result: bar.advance())
         with shared_values(shared), unit_threads():
             trainer.prepared(units, results)
         self.seconds["preparation_wall"] = time.perf_counter() - started
@@ -353,7 +351,7 @@ class _GateRun:
                     units.append((kind, AttackUnit(name, dict(self.policy.options), seed, self.policy.device, training, membership, evaluated, calibration)))
         results: dict[str, dict[str, AttackWork]] = {kind: {} for kind in kinds}
         with self.progress.task("attacks", total=len(units)) as bar:
-            works = session.map(_run_work, [unit for _, unit in units], on_result=lambda position, work: bar.advance(description=f"attacks: {work.name}"))
+            works = session.map(run_work, [unit for _, unit in units], on_result=lambda position, work: bar.advance(description=f"attacks: {work.name}"))
         for (kind, _), work in zip(units, works):
             results[kind][work.name] = work
             self.seconds["attacks"] += work.seconds
@@ -692,14 +690,3 @@ class _GateRun:
 
 class ShadowQualityError(RuntimeError):
     """A shadow model trained far worse than the victim: the gate refuses to attack with it."""
-
-
-def _run_work(unit: Any) -> Any:
-    """The unit function for any of the gate's units (one picklable entry point for every backend)."""
-    if isinstance(unit, ShadowUnit):
-        return train_shadow(unit)
-    if isinstance(unit, VictimUnit):
-        return read_victim(unit)
-    if isinstance(unit, AttackUnit):
-        return run_attack(unit)
-    return unit.run()  # a PreparingTrainer's preparation unit

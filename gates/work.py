@@ -197,3 +197,14 @@ def holdout_accuracy(model: nn.Module, inputs: torch.Tensor, labels: np.ndarray,
         return float("nan")
     predicted = softmax_posteriors(model, inputs, indices, chunk_size=1024, device=device).argmax(axis=1)
     return float(np.mean(predicted == labels[indices]))
+
+
+def run_work(unit: Any) -> Any:
+    """The unit function for any of the gate's units (one picklable entry point for every backend)."""
+    if isinstance(unit, ShadowUnit):
+        return train_shadow(unit)
+    if isinstance(unit, VictimUnit):
+        return read_victim(unit)
+    if isinstance(unit, AttackUnit):
+        return run_attack(unit)
+    return unit.run()  # a PreparingTrainer's preparation unit

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-import onnx
 from torch import nn
 
 from prunectl.data import Dataset
@@ -59,6 +58,8 @@ def int8_sensitivity_eps(eps: float, input_scale: float | None) -> float:
 def graph_sha256(onnx_bytes: bytes) -> str:
     """SHA-256 of an ONNX model without its metadata: the computation itself. The export stores
     the gate's verdict in the metadata, which the audited model cannot yet carry."""
+    import onnx  # here, not at the top: every gate worker imports this module, few hash a graph
+
     model = onnx.load_from_string(onnx_bytes)
     del model.metadata_props[:]
     return hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()

@@ -27,7 +27,7 @@ from prunectl.memscores import MemscoreError, MemScores, read_csv, write_csv
 from prunectl.models import fresh_model
 from prunectl.pipeline import fit_like_base
 from prunectl.recipe import Recipe
-from prunectl.stages.gate import ShadowPipeline
+from prunectl.stages.shadow_work import ShadowPipeline
 
 CPU = torch.device("cpu")
 runner = CliRunner()

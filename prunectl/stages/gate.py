@@ -9,32 +9,26 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from gates.errors import GateInputError
-from gates.executor import shared
 from gates.gate import GateInputs, check_feasible, run_gate
 from gates.policy import GatePolicy
 from gates.report import render_all
 from gates.result import GateResult
-from gates.shadows import ShadowPlan
 from prunectl.cache import resolve_cache_dir
 from prunectl.config import recipe_sha256
 from prunectl.data import Dataset, Splits
-from prunectl import memscores
-from prunectl.defenses import defense_label, make_defense
+from prunectl.defenses import defense_label
 from prunectl.errors import PrunectlError
-from prunectl.faults import fault_point
 from prunectl.files import atomic_write_bytes, check_writable, file_sha256, make_directory, replace_directory
 from prunectl.executors import Execution, check_execution, make_executor
-from prunectl.pipeline import helper_trainers, run_pipeline
 from prunectl.progress import Progress, SilentProgress
 from prunectl.quantized import graph_sha256, int8_model, int8_sensitivity_eps, quantizes
+from prunectl.stages.shadow_work import ShadowPipeline
 from prunectl.recipe import GateSpec, Recipe
 from prunectl.rundir.layout import GATE_DIR, GATE_REPORTS
 from prunectl.rundir.load import LoadedRun, load_run
@@ -127,69 +121,6 @@ def gate_policy(recipe: Recipe, settings: GateSpec | None = None) -> GatePolicy:
     spec = settings or recipe.gate
     values = {item.name: getattr(spec, item.name) for item in dataclasses.fields(spec) if item.name != "options"}
     return GatePolicy(**values, options=spec.options, seed=recipe.seed, device=str(resolve_device(recipe.device)))
-
-
-@dataclass(frozen=True)
-class ShadowPipeline:
-    """The gate's shadow trainer: the victim's pipeline with its recipe bound, as a picklable
-    object, so an executor can run it in another process. The dataset is the executor's shared
-    value `dataset` (placed once per worker), never part of the pickled trainer."""
-
-    recipe: Recipe
-    cache_dir: Path | None
-
-    def __call__(self, members: np.ndarray, dev: np.ndarray, seed: int) -> tuple[Any, Any]:
-        fault_point("shadow-pipeline")
-        data = shared("dataset")
-        output = run_pipeline(self.recipe, members, dev, seed, cache_dir=self.cache_dir, data=data)
-        pruned = int8_model(output.pruned_model, self.recipe, data, members) if quantizes(self.recipe) else output.pruned_model
-        return output.base_model, pruned
-
-
-    def preparation(self, plans: Sequence[ShadowPlan]) -> list[HelperUnit]:
-        """The memorization-score helper models of every shadow whose scores the content cache
-        lacks, one unit each (`gates.work.PreparingTrainer`): a WeMem shadow would otherwise
-        train its K helpers one after another inside its own unit, so that with 4 shadows no more
-        than 4 workers ever had work. None without a content cache (nowhere to hand them over)."""
-        if self.cache_dir is None or not make_defense(self.recipe.defense).uses_memorization_scores:
-            return []
-        data, device = shared("dataset"), resolve_device(self.recipe.device)
-        units = []
-        for plan in plans:
-            entry, _ = memscores.cache_entry(self.recipe, data, plan.members, seed=plan.seed, device=device, cache_dir=self.cache_dir)
-            if entry.exists:
-                continue
-            members = np.sort(np.asarray(plan.members, dtype=np.int64))
-            helpers = memscores.plan_helpers(len(members), models=self.recipe.defense.memscore_models, seed=memscores.helper_seed(plan.seed))
-            units += [HelperUnit(self.recipe, plan.index, plan.seed, members, helper) for helper in helpers]
-        return units
-
-    def prepared(self, units: list[HelperUnit], results: list[np.ndarray]) -> None:
-        """Each shadow's helper outcomes scored and stored in the cache, where its pipeline finds them."""
-        data, device = shared("dataset"), resolve_device(self.recipe.device)
-        for shadow in dict.fromkeys(unit.shadow for unit in units):
-            mine = [(unit, result) for unit, result in zip(units, results, strict=True) if unit.shadow == shadow]
-            first = mine[0][0]
-            outcomes = memscores.collect(first.members, [unit.plan for unit, _ in mine], [result for _, result in mine])
-            entry, inputs = memscores.cache_entry(self.recipe, data, first.members, seed=first.seed, device=device, cache_dir=self.cache_dir)
-            memscores.store(entry, inputs, memscores.estimate(outcomes), self.cache_dir)
-
-
-@dataclass(frozen=True, eq=False)
-class HelperUnit:
-    """One memorization-score helper model of shadow `shadow` (pipeline seed `seed`), trained on
-    its half of the shadow's sorted `members` exactly as the shadow's own pipeline would."""
-
-    recipe: Recipe
-    shadow: int
-    seed: int
-    members: np.ndarray
-    plan: memscores.HelperPlan
-
-    def run(self) -> np.ndarray:
-        data = shared("dataset")
-        trainers = helper_trainers(self.recipe, data)
-        return memscores.train_helper(data, self.members, self.plan, **trainers, device=resolve_device(self.recipe.device))
 
 
 def gate_inputs(loaded: LoadedRun, cache_dir: Path | None = None, execution: Execution | None = None) -> GateInputs:

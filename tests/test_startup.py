@@ -62,3 +62,15 @@ def test_the_report_sees_heavy_imports_when_there_are_some(tmp_path):
     done, imported = run_cli(tmp_path, "bench", str(tmp_path / "missing.onnx"))
     assert done.returncode == 2, done.stderr
     assert "onnxruntime" in imported or "onnx" in imported or "numpy" in imported
+
+
+def test_a_gate_worker_imports_the_pipeline_but_not_the_gates_statistics_reports_or_export():
+    """A spawned worker imports the module of every object it unpickles: the gate's entry point
+    (`gates.work`), prunectl's shadow units and the pool's worker side. Those need torch, and
+    none of what only the parent uses (scipy's statistics, onnx, plots): each such import is
+    paid again by every worker of every gate (benchmarks/gate_speed.py)."""
+    modules = ("gates.work", "prunectl.stages.shadow_work", "prunectl.executors.local")
+    program = f"import json, sys; import {', '.join(modules)}; print(json.dumps(sorted({{n.split('.')[0] for n in sys.modules}})))"
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=True)
+    imported = set(json.loads(done.stdout)) & set(HEAVY)
+    assert imported == {"torch", "numpy"}, imported

@@ -21,6 +21,7 @@ import torch
 
 from prunectl import __version__
 from prunectl.files import atomic_write_json, check_writable
+from prunectl.models import weight_layout
 
 CACHE_ENV = "PRUNECTL_CACHE_DIR"
 
@@ -55,14 +56,16 @@ def samples_fingerprint(x: torch.Tensor, y: torch.Tensor, indices: np.ndarray) -
 
 def training_inputs(recipe: Any, x: torch.Tensor, y: torch.Tensor, members: np.ndarray, *, seed: int, device: str) -> dict[str, Any]:
     """What a model trained from scratch by the recipe depends on: samples (in order), architecture,
-    training settings, seed, device and torch's intra-op thread count (float results change with
-    it: a model trained at 2 threads is not the one 1 thread trains). The base checkpoint plays
-    no part (nothing is trained from it)."""
+    training settings, seed, device, torch's intra-op thread count and the conv weights' layout
+    (float results change with both: a model trained at 2 threads, or channels-last, is not the
+    one 1 thread, or the plain layout, trains). The base checkpoint plays no part (nothing is
+    trained from it)."""
     model = asdict(recipe.model)
     model.pop("checkpoint")
     return {
         "samples_sha256": samples_fingerprint(x, y, members),
         "model": model,
+        "weight_layout": weight_layout(recipe.model),
         "train": asdict(recipe.train),
         "seed": seed,
         "device": device,

@@ -125,7 +125,18 @@ def _build_cnn(arg: str | None, spec: ModelSpec, shape: DataShape) -> nn.Module:
     channels, height, width = shape.input_shape
     if height < 4 or width < 4:
         raise ModelError(f"builtin:cnn needs images of at least 4x4, got {height}x{width}")
-    return to_channels_last(SmallCNN(channels, height, width, shape.num_classes))
+    return SmallCNN(channels, height, width, shape.num_classes)
+
+
+CHANNELS_LAST_SOURCES = frozenset({"builtin:cnn"})
+"""Model sources built with channels-last conv weights (:func:`to_channels_last`): only builtin
+ones, because a user's model may `.view()` a conv activation, which a channels-last tensor refuses."""
+
+
+def weight_layout(spec: ModelSpec) -> str:
+    """How a model of `spec` stores its conv weights. It is part of what a trained model depends on
+    (the content cache's key): the layout picks oneDNN's kernels, so the last bits of every float."""
+    return "channels_last" if spec.source in CHANNELS_LAST_SOURCES else "as built"
 
 
 def to_channels_last(model: nn.Module) -> nn.Module:
@@ -135,8 +146,6 @@ def to_channels_last(model: nn.Module) -> nn.Module:
     thread, ~1.4x in training and ~2x in inference (`benchmarks/layout.py`). The values are the
     model's own, only their order in memory changes: the ONNX graph, the state dict's keys and
     shapes and what a forward pass computes (up to float rounding) are those of the usual layout.
-    Only builtin models get it: a user's model may `.view()` a conv activation, which a
-    channels-last tensor refuses.
     """
     return model.to(memory_format=torch.channels_last)
 
@@ -414,6 +423,8 @@ def build_model(spec: ModelSpec, shape: DataShape, *, load_weights_from_spec: bo
     kind_name, arg = parse_source(spec.source)
     kind = MODEL_SOURCES.get(kind_name)
     model = kind.build(arg, spec, shape)
+    if weight_layout(spec) == "channels_last":
+        to_channels_last(model)
     if kind.weights is SourceWeights.ARCHIVE and not load_weights_from_spec:
         reinitialise(model)
     if load_weights_from_spec:

@@ -7,6 +7,8 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import make_tiny_recipe
+from prunectl.cache import training_inputs
 from prunectl.errors import ModelError
 from prunectl.models import (
     MODEL_SOURCES,
@@ -48,6 +50,16 @@ def test_the_builtin_cnn_keeps_its_conv_weights_channels_last_and_computes_the_s
     x = torch.randn(16, 1, 28, 28)
     with torch.no_grad():
         torch.testing.assert_close(cnn(x), contiguous(x), rtol=1e-5, atol=1e-6)
+
+
+def test_the_content_cache_tells_a_channels_last_model_from_a_plain_one():
+    # a base model trained before the layout changed is not what training gives now: a miss, not a reuse
+    x, y = torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long)
+    keys = {
+        source: training_inputs(make_tiny_recipe(model__source=source), x, y, [0, 1], seed=0, device="cpu")["weight_layout"]
+        for source in ("builtin:cnn", "builtin:mlp", "torchvision:resnet18")
+    }
+    assert keys == {"builtin:cnn": "channels_last", "builtin:mlp": "as built", "torchvision:resnet18": "as built"}
 
 
 def test_models_the_user_brings_keep_the_layout_they_were_built_with():

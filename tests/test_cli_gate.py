@@ -90,12 +90,12 @@ def test_gate_from_a_recipe_prunes_first_and_reuses_the_run_next_time(tmp_path):
 
 
 def test_an_error_inside_the_gate_exits_1_not_0_and_the_report_says_why(run_copy, monkeypatch):
-    import prunectl.stages.gate
+    import prunectl.stages.shadow_work
 
     def failing_pipeline(recipe, members, dev, seed, **kwargs):
         raise RuntimeError("out of memory while training shadow")
 
-    monkeypatch.setattr(prunectl.stages.gate, "run_pipeline", failing_pipeline)
+    monkeypatch.setattr(prunectl.stages.shadow_work, "run_pipeline", failing_pipeline)
     result = runner.invoke(app, ["gate", str(run_copy), *QUICK, "--max-advantage", "1"])
     assert result.exit_code == 1, result.output
     assert "NOT PASSED" in result.output and "out of memory while training shadow" in result.output

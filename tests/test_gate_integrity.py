@@ -25,26 +25,26 @@ ANY_LEAKAGE_PASSES = ["--shadows", "2", "--attacks", "confidence,loss", "--max-a
 
 
 def _shadow_training_crashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    import prunectl.stages.gate
+    import prunectl.stages.shadow_work
 
     def run_pipeline(recipe, members, dev, seed, **kwargs):
         raise FloatingPointError("training loss became nan; lower the learning rate")
 
-    monkeypatch.setattr(prunectl.stages.gate, "run_pipeline", run_pipeline)
+    monkeypatch.setattr(prunectl.stages.shadow_work, "run_pipeline", run_pipeline)
 
 
 def _a_shadow_diverges_to_nan(monkeypatch: pytest.MonkeyPatch) -> None:
     import dataclasses
 
-    import prunectl.stages.gate
+    import prunectl.stages.shadow_work
 
-    real = prunectl.stages.gate.run_pipeline
+    real = prunectl.stages.shadow_work.run_pipeline
 
     def run_pipeline(recipe, members, dev, seed, **kwargs):
         output = real(recipe, members, dev, seed, **kwargs)
         return dataclasses.replace(output, pruned_model=NaNOutputs(output.pruned_model))
 
-    monkeypatch.setattr(prunectl.stages.gate, "run_pipeline", run_pipeline)
+    monkeypatch.setattr(prunectl.stages.shadow_work, "run_pipeline", run_pipeline)
 
 
 def _the_victim_emits_nan(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from gates.errors import GateInputError
 from gates.gate import GateInputs, check_feasible, run_gate
 from gates.policy import GatePolicy
@@ -28,11 +27,11 @@ from prunectl.files import atomic_write_bytes, check_writable, file_sha256, make
 from prunectl.executors import Execution, check_execution, make_executor
 from prunectl.progress import Progress, SilentProgress
 from prunectl.quantized import graph_sha256, int8_model, int8_sensitivity_eps, quantizes
-from prunectl.stages.shadow_work import ShadowPipeline
 from prunectl.recipe import GateSpec, Recipe
 from prunectl.rundir.layout import GATE_DIR, GATE_REPORTS
 from prunectl.rundir.load import LoadedRun, load_run
 from prunectl.rundir.manifest import Manifest, Section, library_versions
+from prunectl.stages.shadow_work import ShadowPipeline
 from prunectl.training import resolve_device
 
 

@@ -42,7 +42,6 @@ class ShadowPipeline:
         pruned = int8_model(output.pruned_model, self.recipe, data, members) if quantizes(self.recipe) else output.pruned_model
         return output.base_model, pruned
 
-
     def preparation(self, plans: Sequence[ShadowPlan]) -> list[HelperUnit]:
         """The memorization-score helper models of every shadow whose scores the content cache
         lacks, one unit each (`gates.work.PreparingTrainer`): a WeMem shadow would otherwise

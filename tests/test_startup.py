@@ -74,3 +74,18 @@ def test_a_gate_worker_imports_the_pipeline_but_not_the_gates_statistics_reports
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=True)
     imported = set(json.loads(done.stdout)) & set(HEAVY)
     assert imported == {"torch", "numpy"}, imported
+
+
+def test_the_manifest_records_onnx_versions_without_importing_onnx():
+    """`prune` and `gate` never export, yet their manifests name onnx's and onnxruntime's versions:
+    read from the installed metadata, they cost no import (about a second), and they are the
+    strings the modules themselves report."""
+    program = (
+        "import json, sys; from prunectl.rundir.manifest import library_versions; versions = library_versions(); "
+        "imported = sorted(n for n in ('onnx', 'onnxruntime') if n in sys.modules); "
+        "import onnx, onnxruntime; print(json.dumps([versions, imported, onnx.__version__, onnxruntime.__version__]))"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=True)
+    versions, imported, onnx_version, onnxruntime_version = json.loads(done.stdout)
+    assert imported == []
+    assert (versions["onnx"], versions["onnxruntime"]) == (onnx_version, onnxruntime_version)

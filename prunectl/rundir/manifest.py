@@ -60,10 +60,11 @@ class Stage(str, Enum):
 
 
 def library_versions() -> dict[str, str]:
-    """The versions that determine a run's numbers, for the manifest and the gate's report."""
+    """The versions that determine a run's numbers, for the manifest and the gate's report.
+
+    onnx and onnxruntime are read from their installed metadata, not imported: importing them
+    takes about a second, which `prune` and `gate` (they never export) would pay for a string."""
     import numpy
-    import onnx
-    import onnxruntime
     import torch
 
     return {
@@ -71,9 +72,21 @@ def library_versions() -> dict[str, str]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
+        "onnx": _installed_version("onnx", ("onnx",)),
+        "onnxruntime": _installed_version("onnxruntime", ("onnxruntime", "onnxruntime-gpu")),
     }
+
+
+def _installed_version(module: str, distributions: tuple[str, ...]) -> str:
+    """The version of the first installed distribution of `module`; the module's own if none is found."""
+    from importlib import import_module, metadata
+
+    for distribution in distributions:
+        try:
+            return metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+    return str(import_module(module).__version__)
 
 
 class Manifest:

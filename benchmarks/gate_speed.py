@@ -213,7 +213,9 @@ def render(saved: dict[str, Any]) -> None:
         "",
         "Each cell is the median over the runs (n) of the gate's own `seconds` from `report.json`; every run has a fresh, "
         "empty content cache, so the gate trains every shadow, helper model and attack. Peak RSS is the gate's process "
-        "tree (prunectl and its workers), sampled every 0.2 s. Gate policy unchanged between the sides: shadows, "
+        "tree (prunectl and its workers), sampled every 0.2 s and summed over the processes, so a page they share (torch's "
+        "libraries, the dataset in shared memory) counts once per process: an upper bound on what the machine holds "
+        "(`benchmarks/memory.py` also measures the tree's PSS). Gate policy unchanged between the sides: shadows, "
         "attacks, evaluation and attack-training sizes. On the after side the stage columns are work summed over the "
         "units (shadow pipelines, victim readings, attack trainings) that ran side by side on the workers, so they add "
         "up to more than the wall time; `units wall` is the wall time of running them all.",

@@ -101,7 +101,7 @@ def render(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         "process with a fresh cache (cold: base models, memorization scores and all 4 shadows computed), "
         "the full gated attack set (with RMIA and LiRA), the 4:1:4:12 split: 342 members and 342 holdout samples, "
         "of which 20% of the pairs form the auditor split and the rest (about 270 per side) the evaluation set. "
-        "The machine ran other benchmarks at the same time: wall times are loaded, compare them within a row set only. "
+        "This shared machine's speed drifts (up to 1.5× within an hour): compare wall times within a row set only. "
         "Exploratory rows with this gate on the previous 4:1:4:9 split: `benchmarks/results/compress-split-4-1-4-9.json`.",
         "- Candidates: " + "; ".join(f"`{name}`: {_describe(flags, env)}" for name, (flags, env) in CANDIDATES.items()) + ".",
         "- Gated advantage: the deciding attack's TPR − FPR at its shadow-chosen threshold; the gate fails above 0.10. "

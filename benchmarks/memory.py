@@ -23,6 +23,13 @@ exit: a Python process holding torch grows by ~100 MiB while the interpreter shu
 Before measuring, a child that fills 512 MiB is measured while this script holds a 1 GiB
 ballast: the method passes when it reports 512 MiB over the bare interpreter, not the ballast.
 
+The gate's units run in worker processes (issue #17: one per core by default), and ru_maxrss is
+the largest single process, not their sum. So the whole process tree (compress, its workers, the
+bench probe) is polled too, every 0.1 s: the sum of its PSS (each shared page, torch's libraries
+and the dataset in shared memory among them, divided among the processes that map it: what the
+machine holds for the run) and the sum of its RSS (which counts a shared page once per process,
+an upper bound). Polls can miss a short spike; the tree's figures are samples, not a kernel peak.
+
     .venv/bin/python benchmarks/memory.py [--eval-size 2000] [--repeats 2] [--render-only]
 
 Results go to `benchmarks/results/memory.json` and the `memory` section of BENCHMARKS.md.
@@ -126,11 +133,15 @@ def measure(command: list[str], *, env: dict[str, str], workdir: Path, name: str
     started = time.perf_counter()
     pid = json.loads(launcher.stdout.readline())["pid"]
     samples: list[tuple[float, float, float]] = []
+    tree: list[tuple[float, float, float, int]] = []
     output_at = None
     while launcher.poll() is None:
         memory = _vm_kib(pid)
         if memory is not None:
             samples.append((time.perf_counter() - started, memory[0] / 1024, memory[1] / 1024))
+        whole = _tree_kib(pid)
+        if whole is not None:
+            tree.append((time.perf_counter() - started, whole[0] / 1024, whole[1] / 1024, whole[2]))
         if output_at is None and out.exists() and out.stat().st_size:
             output_at = time.perf_counter() - started
         time.sleep(POLL_SECONDS)
@@ -142,6 +153,7 @@ def measure(command: list[str], *, env: dict[str, str], workdir: Path, name: str
         "launcher_peak_mib": result["launcher_hwm_kib"] / 1024,
         "polled_hwm_mib": samples[-1][2] if samples else None,
         "samples": samples,  # (seconds since start, VmRSS MiB, VmHWM MiB) every POLL_SECONDS
+        "tree": tree,  # (seconds since start, summed PSS MiB, summed RSS MiB, processes) of the process tree
         "wall_s": wall,
         "output_at_s": output_at,  # first output seen; compress prints its JSON (unbuffered) when its work is done
         "stdout": out.read_text(errors="replace"),
@@ -149,17 +161,40 @@ def measure(command: list[str], *, env: dict[str, str], workdir: Path, name: str
     }
 
 
-def _vm_kib(pid: int) -> tuple[int, int] | None:
+def _vm_kib(pid: int) -> tuple[int, ...] | None:
     """(VmRSS, VmHWM) of a live process, None once it is gone or a zombie (its memory released)."""
+    return _proc_kib(f"/proc/{pid}/status", ("VmRSS", "VmHWM"))
+
+
+def _proc_kib(path: str, fields: tuple[str, ...]) -> tuple[int, ...] | None:
+    """The kB values of `fields` in a /proc file of `Name: value kB` lines; None once the process is gone."""
     found: dict[str, int] = {}
     try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith(("VmRSS:", "VmHWM:")):
-                    found[line[:5]] = int(line.split()[1])
+        with open(path, encoding="ascii") as lines:
+            for line in lines:
+                name, _, rest = line.partition(":")
+                if name in fields:
+                    found[name] = int(rest.split()[0])
     except OSError:
         return None
-    return (found["VmRSS"], found["VmHWM"]) if len(found) == 2 else None
+    return tuple(found[name] for name in fields) if len(found) == len(fields) else None
+
+
+def _tree_kib(pid: int) -> tuple[int, int, int] | None:
+    """(PSS, RSS) summed over `pid` and its descendants, and how many processes; None once it is gone."""
+    import psutil  # noqa: PLC0415
+
+    try:
+        processes = [psutil.Process(pid)]
+        processes += processes[0].children(recursive=True)
+    except psutil.Error:
+        return None
+    pss = rss = counted = 0
+    for process in processes:
+        found = _proc_kib(f"/proc/{process.pid}/smaps_rollup", ("Pss", "Rss"))
+        if found is not None:
+            pss, rss, counted = pss + found[0], rss + found[1], counted + 1
+    return (pss, rss, counted) if counted else None
 
 
 def python_command(code: str) -> list[str]:
@@ -191,7 +226,12 @@ def compress(eval_size: int, workdir: Path, env: dict[str, str], repeat: int) ->
     command = [str(PRUNECTL), "compress", *FLAGS, "--eval-size", str(eval_size), "--cache-dir", str(cache), "--out", str(run_dir), "--json"]
     measured = measure(command, env=env | {"PYTHONUNBUFFERED": "1"}, workdir=workdir, name=name)
     row: dict[str, Any] = {"eval_size": eval_size, "repeat": repeat}
-    row |= {k: v for k, v in measured.items() if k not in ("stdout", "samples")}
+    row |= {k: v for k, v in measured.items() if k not in ("stdout", "samples", "tree")}
+    tree = measured["tree"]
+    if tree:
+        row["tree_peak_pss_mib"] = max(pss for _, pss, _, _ in tree)
+        row["tree_peak_rss_mib"] = max(rss for _, _, rss, _ in tree)
+        row["tree_max_processes"] = max(n for *_, n in tree)
     report = run_dir / "gate" / "report.json"
     if report.is_file():
         evaluation = json.loads(report.read_text())["evaluation"]
@@ -206,8 +246,12 @@ def compress(eval_size: int, workdir: Path, env: dict[str, str], repeat: int) ->
         row["stage_max_rss_mib"] = {
             stage: max((rss for t, rss, _ in samples if start <= t < end), default=None) for stage, start, end in spans
         }
+        row["stage_max_tree_pss_mib"] = {
+            stage: max((pss for t, pss, _, _ in tree if start <= t < end), default=None) for stage, start, end in spans
+        }
         row["peak_stage"] = peak_stage(samples, spans, measured["peak_rss_mib"]) or "after the last sample (exit)"
     row["rss_timeline"] = [(round(t, 1), round(rss)) for t, rss, _ in samples[:: max(1, len(samples) // 300)]]
+    row["tree_timeline"] = [(round(t, 1), round(pss), n) for t, pss, _, n in tree[:: max(1, len(tree) // 300)]]
     if measured["exit_code"] not in (0, 1):
         row["error"] = measured["stderr_tail"].strip().splitlines()[-1] if measured["stderr_tail"].strip() else "no output"
     shutil.rmtree(cache, ignore_errors=True)
@@ -264,17 +308,21 @@ def render(meta: dict[str, Any], data: dict[str, Any]) -> str:
         "- Peak RSS: the kernel's ru_maxrss of the compress process, read by a stdlib-only launcher through `wait4` "
         "(the script's docstring says why not from the script itself). VmRSS and VmHWM polled every 0.1 s date the peak "
         "and give each stage's largest resident size.",
+        "- Process tree: compress with the gate's worker processes (one per core by default) and the bench probe, polled "
+        "every 0.1 s: the largest sum of their PSS (shared pages divided among the processes that map them: what the "
+        "machine holds for the run) and of their RSS (shared pages counted once per process: an upper bound).",
         "",
         "| eval size per side | evaluated (members + non-members) | exit | verdict | peak RSS MiB | polled VmHWM MiB "
-        "| peak reached during | wall s |",
-        "|---:|---|---:|---|---:|---:|---|---:|",
+        "| peak reached during | tree PSS MiB | tree RSS MiB | processes | wall s |",
+        "|---:|---|---:|---|---:|---:|---|---:|---:|---:|---:|",
     ]
     for row in rows:
         evaluated = " + ".join(str(v) for v in row.get("evaluated", [])) or "-"
         polled = f"{row['polled_hwm_mib']:.0f}" if row.get("polled_hwm_mib") else "-"
+        tree = " | ".join(f"{row[k]:.0f}" if row.get(k) is not None else "-" for k in ("tree_peak_pss_mib", "tree_peak_rss_mib", "tree_max_processes"))
         lines.append(
             f"| {row['eval_size']} | {evaluated} | {row['exit_code']} | {row.get('verdict', row.get('error', '-'))} "
-            f"| {row['peak_rss_mib']:.0f} | {polled} | {row.get('peak_stage') or '-'} | {row['wall_s']:.0f} |"
+            f"| {row['peak_rss_mib']:.0f} | {polled} | {row.get('peak_stage') or '-'} | {tree} | {row['wall_s']:.0f} |"
         )
     if finished:
         stages = list(finished[0]["stage_max_rss_mib"])
@@ -283,6 +331,12 @@ def render(meta: dict[str, Any], data: dict[str, Any]) -> str:
         for stage in stages:
             cells = [r["stage_max_rss_mib"].get(stage) for r in finished]
             lines.append(f"| {stage} | " + " | ".join(f"{c:.0f}" if c is not None else "-" for c in cells) + " |")
+        if all(r.get("stage_max_tree_pss_mib") for r in finished):
+            lines += ["", "Largest polled PSS of the process tree (MiB) per stage:", "",
+                      "| stage | " + " | ".join(column(r, finished) for r in finished) + " |", "|---|" + "---:|" * len(finished)]  # fmt: skip
+            for stage in stages:
+                cells = [r["stage_max_tree_pss_mib"].get(stage) for r in finished]
+                lines.append(f"| {stage} | " + " | ".join(f"{c:.0f}" if c is not None else "-" for c in cells) + " |")
     sizes = sorted({r["eval_size"] for r in finished})
     if len(sizes) >= 2:
         n, n2 = sizes[0], sizes[-1]
@@ -299,6 +353,9 @@ def render(meta: dict[str, Any], data: dict[str, Any]) -> str:
             f"{extra_inputs * INPUT_BYTES * 11 / MIB:.0f} MiB per audited model. Chunked, a forward pass holds at most 256 inputs "
             f"({256 * INPUT_BYTES / MIB:.1f} MiB) and only the per-sample features and scores (a few doubles each) grow.",
         ]
+        if all(r.get("tree_peak_pss_mib") for r in finished):
+            tree = {e: max(r["tree_peak_pss_mib"] for r in finished if r["eval_size"] == e) for e in (n, n2)}
+            lines.append(f"The process tree's peak PSS: {tree[n2]:.0f} / {tree[n]:.0f} MiB = **{ratio_text(tree[n2] / tree[n])}**.")
         loading = floors.get(LOAD_FLOOR)
         if loading and all(r.get("peak_stage") == "load data and check" for r in finished):
             later = max(max(v for k, v in r["stage_max_rss_mib"].items() if k not in ("start-up and imports", "load data and check")) for r in finished)
@@ -356,7 +413,7 @@ def main() -> None:
         for repeat in range(args.repeats):
             for eval_size in (args.eval_size, 2 * args.eval_size):
                 row = compress(eval_size, workdir, env, repeat)
-                print(json.dumps({k: v for k, v in row.items() if k not in ("rss_timeline", "stderr_tail")}), flush=True)
+                print(json.dumps({k: v for k, v in row.items() if k not in ("rss_timeline", "tree_timeline", "stderr_tail")}), flush=True)
                 rows.append(row)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

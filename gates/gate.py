@@ -37,14 +37,14 @@ from torch import nn
 from gates.attacks import make_attack, uses_references
 from gates.calibration import calibrated_rate, epsilon_lower_bound
 from gates.errors import GateInputError
-from gates.executor import Executor, InlineExecutor, InlineSession, Session, shared_values, unit_threads
+from gates.executor import Executor, InlineExecutor, InlineSession, OnResult, Session, shared_values, unit_threads
 from gates.exposure import class_exposure, judge
 from gates.features import AttackFeatures
 from gates.metrics import best_threshold, evaluate_attack, resolution
 from gates.policy import MIN_CALIBRATION_SIZE, MIN_EXPECTED_FALSE_POSITIVES, GatePolicy, check_policy
 from gates.progress import Progress, SilentProgress
 from gates.references import PseudoTarget, SignalTable, assemble_table
-from gates.result import AttackMetrics, CalibratedRate, ClassExposure, Criterion, GateResult, ModelAudit, ShadowSummary
+from gates.result import AttackMetrics, CalibratedRate, ClassExposure, Criterion, GateResult, ModelAudit, ShadowSummary, UnitTiming
 from gates.sampling import balanced_by_class, stratified_split
 from gates.seeds import derive_seed
 from gates.shadows import ShadowPlan, ShadowTrainer, plan_shadows
@@ -55,9 +55,10 @@ from gates.work import (
     Readings,
     ShadowUnit,
     ShadowWork,
+    Timed,
     VictimUnit,
     VictimWork,
-    run_work,
+    run_timed,
 )
 
 MODEL_KINDS = ("original", "pruned")
@@ -240,6 +241,8 @@ class _GateRun:
         self.fprs = tuple(sorted({policy.target_fpr, *REPORTED_FPRS}, reverse=True))
         self.per_class: tuple[ClassExposure, ...] = ()
         self.signal_rows: np.ndarray | None = None
+        self.started_at = time.time()
+        self.timeline: list[UnitTiming] = []
 
     # -- stages ---------------------------------------------------------------------------
 
@@ -304,8 +307,9 @@ class _GateRun:
                     done += 1
                     bar.advance(description=f"shadow models ({done}/{len(plans)})")
 
-            results = session.map(run_work, [*shadow_units, *portable], on_result=finished)
-            results += InlineSession(shared).map(run_work, local)
+            labels = [f"shadow {plan.index}" for plan in plans] + [f"victim {unit.kind}" for unit in portable]
+            results = self._map(session, "models", [*shadow_units, *portable], labels, on_result=finished)
+            results += self._map(InlineSession(shared), "models", local, [f"victim {unit.kind}" for unit in local])
         shadows = results[: len(shadow_units)]
         victims = {work.kind: work for work in results[len(shadow_units) :]}
         for work in shadows:
@@ -326,7 +330,8 @@ class _GateRun:
             return
         started = time.perf_counter()
         with self.progress.task(f"shadow helper models ({len(units)})", total=len(units)) as bar:
-            results = session.map(run_work, units, on_result=lambda position, result: bar.advance())
+            labels = [str(getattr(unit, "label", type(unit).__name__)) for unit in units]
+            results = self._map(session, "preparation", units, labels, on_result=lambda position, result: bar.advance())
         with shared_values(shared), unit_threads():
             trainer.prepared(units, results)
         self.seconds["preparation_wall"] = time.perf_counter() - started
@@ -351,11 +356,28 @@ class _GateRun:
                     units.append((kind, AttackUnit(name, dict(self.policy.options), seed, self.policy.device, training, membership, evaluated, calibration)))
         results: dict[str, dict[str, AttackWork]] = {kind: {} for kind in kinds}
         with self.progress.task("attacks", total=len(units)) as bar:
-            works = session.map(run_work, [unit for _, unit in units], on_result=lambda position, work: bar.advance(description=f"attacks: {work.name}"))
+            works = self._map(
+                session,
+                "attacks",
+                [unit for _, unit in units],
+                [f"{unit.name} ({kind})" for kind, unit in units],
+                on_result=lambda position, work: bar.advance(description=f"attacks: {work.name}"),
+            )
         for (kind, _), work in zip(units, works):
             results[kind][work.name] = work
             self.seconds["attacks"] += work.seconds
         return results
+
+    def _map(self, session: Session, stage: str, units: list[Any], labels: list[str], on_result: OnResult | None = None) -> list[Any]:
+        """The units' results from `session`, each run through `run_timed`: where and when it ran goes to the timeline."""
+
+        def finished(position: int, timed: Timed) -> None:
+            if on_result is not None:
+                on_result(position, timed.result)
+
+        timed = session.map(run_timed, units, on_result=finished)
+        self.timeline += [UnitTiming(stage, label, t.worker, t.started - self.started_at, t.seconds) for label, t in zip(labels, timed, strict=True)]
+        return [t.result for t in timed]
 
     def _victim_model(self, kind: str) -> nn.Module:
         model = self.inputs.pruned_model if kind == "pruned" else self.inputs.original_model
@@ -682,6 +704,7 @@ class _GateRun:
             per_class=self.per_class,
             calibration_size=len(self.data.calibration),
             threshold_pairs=len(self.data.thresholds.members),
+            timeline=tuple(self.timeline),
         )
 
     def error_result(self, detail: str) -> GateResult:

@@ -192,6 +192,24 @@ class ShadowSummary:
         return _json_safe(asdict(self))
 
 
+@dataclass(frozen=True)
+class UnitTiming:
+    """Where and when one of the gate's units ran: what `report.json`'s `timeline` lists, to see how
+    the work spread over the workers (idle workers, a long tail, each worker's start-up)."""
+
+    stage: str
+    """"preparation" (WeMem's helper models), "models" (shadow pipelines, victim readings) or "attacks"."""
+    unit: str
+    worker: str
+    """`host:pid` of the process that ran it."""
+    start: float
+    """Seconds from the gate's start to the unit's, on the worker's clock (on a cluster, nodes' clocks may differ)."""
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_safe(asdict(self))
+
+
 VERDICT_LABELS: dict[str, str] = {"pass": "PASSED", "fail": "FAILED", "error": "NOT PASSED (error)"}
 """How every report and summary spells a verdict (`GateResult.verdict`)."""
 
@@ -233,6 +251,7 @@ class GateResult:
     per_class: tuple[ClassExposure, ...] = ()
     calibration_size: int = 0
     threshold_pairs: int = 0
+    timeline: tuple[UnitTiming, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -265,6 +284,7 @@ class GateResult:
             "epsilon": _json_safe(self.epsilon),
             "per_class": [e.to_dict() for e in self.per_class],
             "calibration": {"size": self.calibration_size, "threshold_pairs": self.threshold_pairs},
+            "timeline": [timing.to_dict() for timing in self.timeline],
         }
 
 

@@ -9,6 +9,9 @@
 - a :class:`PreparingTrainer`'s preparation units: work the shadow trainer splits out of its
   pipelines (a WeMem shadow's memorization-score helper models), run before the shadows.
 
+The gate runs each through :func:`run_timed`, which also says which process ran it and when:
+the report's `timeline`.
+
 Inputs and outputs are arrays and small dataclasses, so a unit pickles cheaply; the dataset is
 the executor's shared value `inputs` (and `labels`), never part of a unit. Every seed comes from
 the unit, so a unit's result does not depend on where, when or next to what it ran.
@@ -16,6 +19,8 @@ the unit, so a unit's result does not depend on where, when or next to what it r
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,7 +41,8 @@ KINDS = ("original", "pruned")
 
 
 class PreparationUnit(Protocol):
-    """An independent piece of a shadow pipeline's work; `run()` returns a picklable result."""
+    """An independent piece of a shadow pipeline's work; `run()` returns a picklable result (and a
+    `label` attribute, if it has one, names it in the gate's timeline)."""
 
     def run(self) -> Any: ...
 
@@ -208,3 +214,20 @@ def run_work(unit: Any) -> Any:
     if isinstance(unit, AttackUnit):
         return run_attack(unit)
     return unit.run()  # a PreparingTrainer's preparation unit
+
+
+@dataclass(frozen=True, eq=False)
+class Timed:
+    """A unit's result, with the process that ran it and when (`time.time()` on that process's clock)."""
+
+    result: Any
+    worker: str
+    started: float
+    seconds: float
+
+
+def run_timed(unit: Any) -> Timed:
+    """:func:`run_work`, timed where it runs: the entry point the gate hands its executor."""
+    started_at, started = time.time(), time.perf_counter()
+    result = run_work(unit)
+    return Timed(result, f"{socket.gethostname()}:{os.getpid()}", started_at, time.perf_counter() - started)

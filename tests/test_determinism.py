@@ -29,7 +29,7 @@ IDENTICAL_FILES = (
     "export/baseline/model.onnx",
     "gate/roc.png",
 )
-VARYING_KEYS = {"seconds", "run_dir", "report_dir", "path", "xz_path", "bench_path", "dir", "latency"}
+VARYING_KEYS = {"seconds", "timeline", "run_dir", "report_dir", "path", "xz_path", "bench_path", "dir", "latency"}
 
 
 def _without_timings_and_paths(value: Any) -> Any:

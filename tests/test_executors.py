@@ -51,11 +51,29 @@ def _figures(result) -> dict:
     }
 
 
-def test_two_worker_processes_give_the_gate_bit_identical_figures(run_dir, one_worker, tmp_path):
-    two = gate(run_dir, cache_dir=tmp_path / "cache", execution=Execution(workers=2)).result
-    assert _figures(two) == _figures(one_worker)
-    assert two.settings["execution"] == {"executor": "local", "workers": 2, "unit_threads": 1, "start_method": "spawn"}
+@pytest.fixture(scope="module")
+def two_workers(run_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    return gate(run_dir, cache_dir=tmp_path_factory.mktemp("cache2"), execution=Execution(workers=2)).result
+
+
+def test_two_worker_processes_give_the_gate_bit_identical_figures(one_worker, two_workers):
+    assert _figures(two_workers) == _figures(one_worker)
+    assert two_workers.settings["execution"] == {"executor": "local", "workers": 2, "unit_threads": 1, "start_method": "spawn"}
     assert one_worker.settings["execution"]["workers"] == 1
+
+
+def test_the_report_times_every_unit_and_names_the_process_that_ran_it(one_worker, two_workers):
+    """`report.json`'s timeline: one entry per unit (each shadow pipeline, each victim reading,
+    each attack trained on shadow features), where it ran and when, within the gate's own time."""
+    timeline = two_workers.to_dict()["timeline"]
+    assert [t["unit"] for t in timeline if t["stage"] == "models"] == ["shadow 0", "shadow 1", "victim original", "victim pruned"]
+    attacks = [t["unit"] for t in timeline if t["stage"] == "attacks"]
+    assert {"samia (pruned)", "samia (original)"} <= set(attacks)
+    assert all(0 <= t["start"] and t["seconds"] > 0 and t["start"] + t["seconds"] <= two_workers.seconds["total"] for t in timeline)
+    this_process = f"{socket.gethostname()}:{os.getpid()}"
+    assert len({t["worker"] for t in timeline}) == 2 and this_process not in {t["worker"] for t in timeline}
+    assert {t["worker"] for t in one_worker.to_dict()["timeline"]} == {this_process}
+    assert [(t["stage"], t["unit"]) for t in one_worker.to_dict()["timeline"]] == [(t["stage"], t["unit"]) for t in timeline]
 
 
 def test_the_manifest_records_how_the_gate_ran_and_the_victims_threads(run_dir, one_worker):

@@ -82,6 +82,11 @@ class HelperUnit:
     members: np.ndarray
     plan: memscores.HelperPlan
 
+    @property
+    def label(self) -> str:
+        """How the gate's timeline names it."""
+        return f"helper {self.plan.row} of shadow {self.shadow}"
+
     def run(self) -> np.ndarray:
         data = shared("dataset")
         trainers = helper_trainers(self.recipe, data)

@@ -59,6 +59,7 @@ from gates.work import (
     VictimUnit,
     VictimWork,
     run_timed,
+    unit_label,
 )
 
 MODEL_KINDS = ("original", "pruned")
@@ -307,9 +308,8 @@ class _GateRun:
                     done += 1
                     bar.advance(description=f"shadow models ({done}/{len(plans)})")
 
-            labels = [f"shadow {plan.index}" for plan in plans] + [f"victim {unit.kind}" for unit in portable]
-            results = self._map(session, "models", [*shadow_units, *portable], labels, on_result=finished)
-            results += self._map(InlineSession(shared), "models", local, [f"victim {unit.kind}" for unit in local])
+            results = self._map(session, "models", [*shadow_units, *portable], on_result=finished)
+            results += self._map(InlineSession(shared), "models", local)
         shadows = results[: len(shadow_units)]
         victims = {work.kind: work for work in results[len(shadow_units) :]}
         for work in shadows:
@@ -330,8 +330,7 @@ class _GateRun:
             return
         started = time.perf_counter()
         with self.progress.task(f"shadow helper models ({len(units)})", total=len(units)) as bar:
-            labels = [str(getattr(unit, "label", type(unit).__name__)) for unit in units]
-            results = self._map(session, "preparation", units, labels, on_result=lambda position, result: bar.advance())
+            results = self._map(session, "preparation", units, on_result=lambda position, result: bar.advance())
         with shared_values(shared), unit_threads():
             trainer.prepared(units, results)
         self.seconds["preparation_wall"] = time.perf_counter() - started
@@ -345,7 +344,7 @@ class _GateRun:
     ) -> dict[str, dict[str, AttackWork]]:
         """Every attack that learns from shadow features, on each audited model, as units."""
         n_evaluated = len(self.evaluation.membership)
-        units = []
+        units: list[AttackUnit] = []
         for kind in kinds:
             victim = victim_features[kind]
             evaluated, calibration = victim.subset(np.arange(n_evaluated)), victim.subset(np.arange(n_evaluated, len(victim)))
@@ -353,22 +352,16 @@ class _GateRun:
             for name in self.policy.attacks:
                 if not uses_references(name):
                     training, membership = shadow_features[kind]
-                    units.append((kind, AttackUnit(name, dict(self.policy.options), seed, self.policy.device, training, membership, evaluated, calibration)))
+                    units.append(AttackUnit(kind, name, dict(self.policy.options), seed, self.policy.device, training, membership, evaluated, calibration))
         results: dict[str, dict[str, AttackWork]] = {kind: {} for kind in kinds}
         with self.progress.task("attacks", total=len(units)) as bar:
-            works = self._map(
-                session,
-                "attacks",
-                [unit for _, unit in units],
-                [f"{unit.name} ({kind})" for kind, unit in units],
-                on_result=lambda position, work: bar.advance(description=f"attacks: {work.name}"),
-            )
-        for (kind, _), work in zip(units, works):
-            results[kind][work.name] = work
+            works = self._map(session, "attacks", units, on_result=lambda position, work: bar.advance(description=f"attacks: {work.name}"))
+        for unit, work in zip(units, works):
+            results[unit.kind][work.name] = work
             self.seconds["attacks"] += work.seconds
         return results
 
-    def _map(self, session: Session, stage: str, units: list[Any], labels: list[str], on_result: OnResult | None = None) -> list[Any]:
+    def _map(self, session: Session, stage: str, units: list[Any], on_result: OnResult | None = None) -> list[Any]:
         """The units' results from `session`, each run through `run_timed`: where and when it ran goes to the timeline."""
 
         def finished(position: int, timed: Timed) -> None:
@@ -376,7 +369,7 @@ class _GateRun:
                 on_result(position, timed.result)
 
         timed = session.map(run_timed, units, on_result=finished)
-        self.timeline += [UnitTiming(stage, label, t.worker, t.started - self.started_at, t.seconds) for label, t in zip(labels, timed, strict=True)]
+        self.timeline += [UnitTiming(stage, unit_label(unit), t.worker, t.started - self.started_at, t.seconds) for unit, t in zip(units, timed, strict=True)]
         return [t.result for t in timed]
 
     def _victim_model(self, kind: str) -> nn.Module:

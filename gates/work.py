@@ -125,6 +125,8 @@ class VictimWork:
 
 @dataclass(frozen=True, eq=False)
 class AttackUnit:
+    kind: str
+    """The audited model whose features it scores: "original" or "pruned"."""
     name: str
     options: dict[str, Any]
     seed: int
@@ -214,6 +216,18 @@ def run_work(unit: Any) -> Any:
     if isinstance(unit, AttackUnit):
         return run_attack(unit)
     return unit.run()  # a PreparingTrainer's preparation unit
+
+
+def unit_label(unit: Any) -> str:
+    """How the gate's timeline names a unit: `shadow 0`, `victim pruned`, `samia (original)`, or a
+    preparation unit's own `label` (its type's name if it has none)."""
+    if isinstance(unit, ShadowUnit):
+        return f"shadow {unit.plan.index}"
+    if isinstance(unit, VictimUnit):
+        return f"victim {unit.kind}"
+    if isinstance(unit, AttackUnit):
+        return f"{unit.name} ({unit.kind})"
+    return str(getattr(unit, "label", type(unit).__name__))
 
 
 @dataclass(frozen=True, eq=False)
